@@ -1,0 +1,82 @@
+# realtimed build. `make` builds build/realtimed; `make check` runs the C unit
+# tests and replays the fuzz corpora; `make SAN=1` builds everything with
+# ASan+UBSan into build-san/. Honours CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR.
+CC      ?= cc
+PREFIX  ?= /usr/local
+SAN     ?=
+O       := $(if $(SAN),build-san,build)
+
+WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN    += -Werror
+endif
+OPT     ?= -O2 -g
+SANFL   := $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined,)
+PROJ_CFLAGS := -std=gnu11 $(WARN) $(OPT) $(SANFL) -Isrc -D_GNU_SOURCE -MMD -MP
+LIBS    := -lcrypto -lhiredis -lcurl -ljansson -lm
+LDALL   := $(SANFL) $(LDFLAGS)
+
+LIB_SRC := $(sort $(filter-out src/app/%,$(wildcard src/*/*.c)))
+APP_SRC := $(sort $(wildcard src/app/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
+APP_OBJ := $(APP_SRC:%.c=$(O)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%-replay)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+
+.PHONY: all check unit fuzz-replay fuzz bench-bin clean install uninstall bench
+all: $(O)/realtimed $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROJ_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(O)/librealtimed.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/realtimed: $(APP_OBJ) $(O)/librealtimed.a
+	$(CC) $(LDALL) -o $@ $^ $(LIBS)
+
+$(O)/tests/%: tests/unit/%.c tests/unit/test.h $(O)/librealtimed.a
+	@mkdir -p $(dir $@)
+	$(CC) $(PROJ_CFLAGS) $(CFLAGS) -Itests/unit $(LDALL) -o $@ $< $(O)/librealtimed.a $(LIBS)
+
+$(O)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.c $(O)/librealtimed.a
+	@mkdir -p $(dir $@)
+	$(CC) $(PROJ_CFLAGS) $(CFLAGS) $(LDALL) -o $@ $< tests/fuzz/replay.c $(O)/librealtimed.a $(LIBS)
+
+$(O)/bench/%: bench/%.c $(O)/librealtimed.a
+	@mkdir -p $(dir $@)
+	$(CC) $(PROJ_CFLAGS) $(CFLAGS) $(LDALL) -o $@ $< $(O)/librealtimed.a $(LIBS)
+
+unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@fail=0; for f in $(FUZZ_REPLAY); do n=$$(basename $$f -replay); n=$${n#fuzz_}; \
+	  $$f tests/fuzz/corpus/$$n || fail=1; done; exit $$fail
+
+check: all unit fuzz-replay
+
+# libFuzzer binaries (clang only): make fuzz; then build-fuzz/fuzz_http -max_total_time=60 tests/fuzz/corpus/http
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang -std=gnu11 -g -O1 -Isrc -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LIBS)
+
+bench:
+	./bench/run.sh
+
+install: $(O)/realtimed
+	install -D -m 0755 $(O)/realtimed $(DESTDIR)$(PREFIX)/bin/realtimed
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/realtimed
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d)

@@ -1,0 +1,464 @@
+/* base: allocation, buffers, chunks, map, time, logging, random, base64, UTF-8. */
+#include "base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *rt_strerror(int err)
+{
+    switch (err) {
+    case RT_OK: return "ok";
+    case RT_EAGAIN: return "need more input";
+    case RT_EPROTO: return "protocol error";
+    case RT_ETOOBIG: return "too big";
+    case RT_ENOTFOUND: return "not found";
+    case RT_ESTATE: return "invalid state";
+    case RT_EIO: return "i/o error";
+    case RT_EUTF8: return "invalid utf-8";
+    }
+    return "unknown error";
+}
+
+static void rt_oom(size_t n)
+{
+    fprintf(stderr, "realtimed: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *rt_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) rt_oom(n);
+    return p;
+}
+
+void *rt_calloc(size_t nmemb, size_t size)
+{
+    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+    if (!p) rt_oom(nmemb * size);
+    return p;
+}
+
+void *rt_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) rt_oom(n);
+    return q;
+}
+
+void *rt_try_malloc(size_t n) { return malloc(n ? n : 1); }
+
+char *rt_strndup(const char *s, size_t n)
+{
+    char *d = rt_malloc(n + 1);
+    if (n) memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+bool rt_slice_case_eq(rt_slice_t a, const char *s)
+{
+    size_t n = strlen(s);
+    if (a.n != n) return false;
+    for (size_t i = 0; i < n; i++) {
+        char x = a.p[i], y = s[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return false;
+    }
+    return true;
+}
+
+int rt_slice_to_u64(rt_slice_t s, uint64_t *out)
+{
+    if (s.n == 0 || s.n > 19) return RT_EPROTO;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9') return RT_EPROTO;
+        v = v * 10 + (uint64_t)(s.p[i] - '0');
+    }
+    *out = v;
+    return RT_OK;
+}
+
+/* ---- buffers ---- */
+void rt_buf_reserve(rt_buf_t *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return;
+    size_t want = b->len + extra, cap = b->cap ? b->cap : 64;
+    while (cap < want) cap *= 2;
+    b->data = rt_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+void rt_buf_append(rt_buf_t *b, const void *p, size_t n)
+{
+    if (!n) return;
+    rt_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void rt_buf_printf(rt_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        rt_buf_append(b, tmp, (size_t)n);
+        return;
+    }
+    rt_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void rt_buf_append_u64(rt_buf_t *b, uint64_t v)
+{
+    char tmp[24];
+    int i = 24;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    rt_buf_append(b, tmp + i, (size_t)(24 - i));
+}
+
+void rt_buf_consume(rt_buf_t *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void rt_buf_free(rt_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void rt_buf_append_json_string(rt_buf_t *b, rt_slice_t s)
+{
+    static const char hex[] = "0123456789abcdef";
+    rt_buf_reserve(b, s.n + 2);
+    rt_buf_putc(b, '"');
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        switch (c) {
+        case '"': rt_buf_append(b, "\\\"", 2); break;
+        case '\\': rt_buf_append(b, "\\\\", 2); break;
+        case '\n': rt_buf_append(b, "\\n", 2); break;
+        case '\r': rt_buf_append(b, "\\r", 2); break;
+        case '\t': rt_buf_append(b, "\\t", 2); break;
+        case '\b': rt_buf_append(b, "\\b", 2); break;
+        case '\f': rt_buf_append(b, "\\f", 2); break;
+        default:
+            if (c < 0x20) {
+                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                rt_buf_append(b, e, 6);
+            } else {
+                rt_buf_putc(b, (char)c);
+            }
+        }
+    }
+    rt_buf_putc(b, '"');
+}
+
+/* ---- chunks ---- */
+rt_chunk_t *rt_chunk_new(size_t len)
+{
+    rt_chunk_t *c = rt_malloc(sizeof *c + len);
+    c->refcnt = 1;
+    c->len = (uint32_t)len;
+    return c;
+}
+
+rt_chunk_t *rt_chunk_from(const void *p, size_t len)
+{
+    rt_chunk_t *c = rt_chunk_new(len);
+    if (len) memcpy(c->data, p, len);
+    return c;
+}
+
+rt_chunk_t *rt_chunk_from_buf(rt_buf_t *b) { return rt_chunk_from(b->data, b->len); }
+
+/* ---- hash map ---- */
+uint64_t rt_hash(const void *p, size_t n)
+{
+    /* FNV-1a 64 with a final mix; keys are short (room names, sids). */
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h < 2 ? h + 2 : h;
+}
+
+void rt_map_init(rt_map_t *m) { memset(m, 0, sizeof *m); }
+
+void rt_map_free(rt_map_t *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof *m);
+}
+
+static rt_map_entry_t *rt_map_find(const rt_map_t *m, rt_slice_t key, uint64_t h)
+{
+    if (!m->cap) return NULL;
+    uint32_t mask = m->cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        rt_map_entry_t *e = &m->slots[i];
+        if (e->hash == 0) return NULL;
+        if (e->hash == h && e->keylen == key.n && memcmp(e->key, key.p, key.n) == 0) return e;
+    }
+}
+
+void *rt_map_get(const rt_map_t *m, rt_slice_t key)
+{
+    rt_map_entry_t *e = rt_map_find(m, key, rt_hash(key.p, key.n));
+    return e ? e->value : NULL;
+}
+
+static void rt_map_grow(rt_map_t *m)
+{
+    uint32_t ncap = m->cap ? m->cap : 8;
+    while ((m->count + 1) * 4 >= ncap * 3) ncap *= 2; /* load <= 0.75 after insert */
+    rt_map_entry_t *old = m->slots;
+    uint32_t ocap = m->cap;
+    m->slots = rt_calloc(ncap, sizeof *m->slots);
+    m->cap = ncap;
+    m->used = m->count;
+    uint32_t mask = ncap - 1;
+    for (uint32_t j = 0; j < ocap; j++) {
+        if (old[j].hash < 2) continue;
+        uint32_t i = (uint32_t)old[j].hash & mask;
+        while (m->slots[i].hash) i = (i + 1) & mask;
+        m->slots[i] = old[j];
+    }
+    free(old);
+}
+
+void rt_map_put(rt_map_t *m, rt_slice_t key, void *value)
+{
+    uint64_t h = rt_hash(key.p, key.n);
+    rt_map_entry_t *e = rt_map_find(m, key, h);
+    if (e) {
+        e->key = key.p;
+        e->value = value;
+        return;
+    }
+    if ((m->used + 1) * 4 >= m->cap * 3) rt_map_grow(m);
+    uint32_t mask = m->cap - 1, i = (uint32_t)h & mask;
+    while (m->slots[i].hash >= 2) i = (i + 1) & mask;
+    if (m->slots[i].hash == 0) m->used++;
+    m->slots[i] = (rt_map_entry_t){h, key.p, (uint32_t)key.n, value};
+    m->count++;
+}
+
+void *rt_map_del(rt_map_t *m, rt_slice_t key)
+{
+    rt_map_entry_t *e = rt_map_find(m, key, rt_hash(key.p, key.n));
+    if (!e) return NULL;
+    void *v = e->value;
+    e->hash = 1;
+    e->key = NULL;
+    e->value = NULL;
+    m->count--;
+    if (m->count == 0) { /* cheap full reset keeps probe chains short */
+        memset(m->slots, 0, m->cap * sizeof *m->slots);
+        m->used = 0;
+    }
+    return v;
+}
+
+bool rt_map_next(const rt_map_t *m, uint32_t *iter, rt_slice_t *key, void **value)
+{
+    for (uint32_t i = *iter; i < m->cap; i++) {
+        if (m->slots[i].hash >= 2) {
+            if (key) *key = rt_slice(m->slots[i].key, m->slots[i].keylen);
+            if (value) *value = m->slots[i].value;
+            *iter = i + 1;
+            return true;
+        }
+    }
+    *iter = m->cap;
+    return false;
+}
+
+/* ---- time ---- */
+uint64_t rt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+uint64_t rt_now_ms(void) { return rt_now_ns() / 1000000ULL; }
+uint64_t rt_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
+}
+
+/* ---- logging ---- */
+int rt_log_level = RT_LOG_INFO;
+static const char *const level_names[] = {"debug", "info", "notice", "warning", "error", "silent"};
+
+void rt_log_set_level(int level) { rt_log_level = level; }
+
+int rt_log_level_from_name(const char *name)
+{
+    for (int i = 0; i < (int)RT_ARRAY_LEN(level_names); i++)
+        if (strcmp(name, level_names[i]) == 0) return i;
+    if (strcmp(name, "warn") == 0) return RT_LOG_WARN;
+    return -1;
+}
+
+void rt_log_write(int level, const char *module, const char *fmt, ...)
+{
+    char line[2048];
+    uint64_t now = rt_wall_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(now % 1000), level_names[level], module);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : RT_MIN((size_t)m, sizeof line - (size_t)n - 2));
+    line[len++] = '\n';
+    ssize_t w = write(2, line, len);
+    RT_UNUSED(w);
+}
+
+void rt_panic(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "realtimed: assertion failed at %s:%d: %s\n", file, line, what);
+    abort();
+}
+
+/* ---- randomness and base64 ---- */
+void rt_random_bytes(void *p, size_t n)
+{
+    char *c = p;
+    while (n) {
+        ssize_t r = getrandom(c, n, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            fprintf(stderr, "realtimed: getrandom failed\n");
+            abort();
+        }
+        c += r;
+        n -= (size_t)r;
+    }
+}
+
+static size_t b64(char *out, const uint8_t *in, size_t n, const char *alpha, bool pad)
+{
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = alpha[v >> 18];
+        out[o++] = alpha[(v >> 12) & 63];
+        out[o++] = alpha[(v >> 6) & 63];
+        out[o++] = alpha[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = alpha[v >> 18];
+        out[o++] = alpha[(v >> 12) & 63];
+        if (i + 1 < n) out[o++] = alpha[(v >> 6) & 63];
+        else if (pad) out[o++] = '=';
+        if (pad) out[o++] = '=';
+    }
+    return o;
+}
+
+size_t rt_base64url(char *out, const uint8_t *in, size_t n)
+{
+    return b64(out, in, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false);
+}
+
+size_t rt_base64_encode(char *out, const uint8_t *in, size_t n)
+{
+    return b64(out, in, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true);
+}
+
+static int b64val(char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+ssize_t rt_base64_decode(uint8_t *out, const char *in, size_t n)
+{
+    while (n && in[n - 1] == '=') n--;
+    if (n % 4 == 1) return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64val(in[i]);
+        if (v < 0) return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (ssize_t)o;
+}
+
+/* ---- UTF-8 (RFC 3629: no overlongs, no surrogates, max U+10FFFF) ---- */
+bool rt_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return false;
+        if ((size_t)(end - p) < len) return false;
+        for (size_t i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (p[i] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += len;
+    }
+    return true;
+}

@@ -1,0 +1,195 @@
+/* base: allocation policy, slices, byte buffers, refcounted chunks, intrusive
+ * lists, a string-keyed hash map, monotonic time, logging and the error enum.
+ * Depends on libc only. Every other module includes this header. */
+#ifndef RT_BASE_H
+#define RT_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define RT_UNUSED(x) ((void)(x))
+#define RT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define RT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define rt_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define RT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors: 0 or a negative code from this enum ---- */
+enum {
+    RT_OK = 0,
+    RT_EAGAIN = -1,    /* need more input */
+    RT_EPROTO = -2,    /* malformed input */
+    RT_ETOOBIG = -3,   /* a size limit was hit */
+    RT_ENOTFOUND = -4, /* unknown id / name */
+    RT_ESTATE = -5,    /* operation invalid in this state */
+    RT_EIO = -6,       /* system call failed (errno kept) */
+    RT_EUTF8 = -7,     /* invalid UTF-8 */
+};
+const char *rt_strerror(int err);
+
+/* ---- allocation: abort on OOM; rt_try_malloc for client-sized blocks ---- */
+void *rt_malloc(size_t n);
+void *rt_calloc(size_t nmemb, size_t size);
+void *rt_realloc(void *p, size_t n);
+char *rt_strndup(const char *s, size_t n);
+void *rt_try_malloc(size_t n);
+#define rt_free(p) free(p)
+
+/* ---- slices: non-owning (ptr, len) views ---- */
+typedef struct {
+    const char *p;
+    size_t n;
+} rt_slice_t;
+#define RT_SLICE(lit) ((rt_slice_t){(lit), sizeof(lit) - 1})
+#define RT_SLICE_NULL ((rt_slice_t){NULL, 0})
+static inline rt_slice_t rt_slice(const char *p, size_t n) { return (rt_slice_t){p, n}; }
+static inline rt_slice_t rt_slice_cstr(const char *s) { return (rt_slice_t){s, s ? strlen(s) : 0}; }
+static inline bool rt_slice_eq(rt_slice_t a, rt_slice_t b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+static inline bool rt_slice_eq_cstr(rt_slice_t a, const char *s) { return rt_slice_eq(a, rt_slice_cstr(s)); }
+bool rt_slice_case_eq(rt_slice_t a, const char *s); /* ASCII case-insensitive */
+/* Parses a non-negative decimal integer that must fill the whole slice. */
+int rt_slice_to_u64(rt_slice_t s, uint64_t *out);
+
+/* ---- growable byte buffer ----
+ *   data                 data+len          data+cap
+ *   |<------ bytes ------>|<---- free ---->|
+ */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} rt_buf_t;
+void rt_buf_reserve(rt_buf_t *b, size_t extra); /* cap >= len + extra */
+void rt_buf_append(rt_buf_t *b, const void *p, size_t n);
+static inline void rt_buf_append_slice(rt_buf_t *b, rt_slice_t s) { rt_buf_append(b, s.p, s.n); }
+static inline void rt_buf_append_cstr(rt_buf_t *b, const char *s) { rt_buf_append(b, s, strlen(s)); }
+static inline void rt_buf_putc(rt_buf_t *b, char c)
+{
+    if (b->len == b->cap) rt_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+}
+void rt_buf_printf(rt_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rt_buf_append_u64(rt_buf_t *b, uint64_t v);
+void rt_buf_consume(rt_buf_t *b, size_t n); /* drop n bytes from the front */
+void rt_buf_free(rt_buf_t *b);
+/* Appends s as a JSON string literal (quotes and escapes included). */
+void rt_buf_append_json_string(rt_buf_t *b, rt_slice_t s);
+
+/* ---- refcounted immutable chunk: one allocation, shared by every queue that
+ * holds it (a broadcast frame is one chunk referenced by N out-queues). ---- */
+typedef struct rt_chunk {
+    uint32_t refcnt;
+    uint32_t len;
+    char data[];
+} rt_chunk_t;
+rt_chunk_t *rt_chunk_new(size_t len);                       /* refcnt 1, uninitialised data */
+rt_chunk_t *rt_chunk_from(const void *p, size_t len);       /* refcnt 1, copy of p */
+rt_chunk_t *rt_chunk_from_buf(rt_buf_t *b);                 /* copies b->data */
+static inline rt_chunk_t *rt_chunk_ref(rt_chunk_t *c)
+{
+    c->refcnt++;
+    return c;
+}
+static inline void rt_chunk_unref(rt_chunk_t *c)
+{
+    if (c && --c->refcnt == 0) free(c);
+}
+
+/* ---- intrusive doubly linked list (circular, with a head node) ---- */
+typedef struct rt_list {
+    struct rt_list *prev, *next;
+} rt_list_t;
+static inline void rt_list_init(rt_list_t *h) { h->prev = h->next = h; }
+static inline bool rt_list_empty(const rt_list_t *h) { return h->next == h; }
+static inline bool rt_list_linked(const rt_list_t *n) { return n->next != NULL && n->next != n; }
+static inline void rt_list_insert_tail(rt_list_t *h, rt_list_t *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+static inline void rt_list_remove(rt_list_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+#define rt_list_foreach_safe(it, tmp, head)                                                        \
+    for ((it) = (head)->next, (tmp) = (it)->next; (it) != (head); (it) = (tmp), (tmp) = (it)->next)
+
+/* ---- string-keyed hash map (open addressing, keys are byte strings owned
+ * by the caller's value, e.g. the room name stored in the room struct) ---- */
+typedef struct {
+    uint64_t hash; /* 0 = empty, 1 = tombstone */
+    const char *key;
+    uint32_t keylen;
+    void *value;
+} rt_map_entry_t;
+typedef struct {
+    rt_map_entry_t *slots;
+    uint32_t cap; /* power of two or 0 */
+    uint32_t count;
+    uint32_t used; /* count + tombstones */
+} rt_map_t;
+void rt_map_init(rt_map_t *m);
+void rt_map_free(rt_map_t *m);
+void *rt_map_get(const rt_map_t *m, rt_slice_t key);
+/* Inserts or replaces; the key bytes must stay valid while present. */
+void rt_map_put(rt_map_t *m, rt_slice_t key, void *value);
+void *rt_map_del(rt_map_t *m, rt_slice_t key); /* returns the removed value or NULL */
+/* Iteration: for (uint32_t i = 0; rt_map_next(m, &i, &k, &v);) */
+bool rt_map_next(const rt_map_t *m, uint32_t *iter, rt_slice_t *key, void **value);
+uint64_t rt_hash(const void *p, size_t n);
+
+/* ---- time ---- */
+uint64_t rt_now_ms(void);   /* CLOCK_MONOTONIC in milliseconds */
+uint64_t rt_now_ns(void);   /* CLOCK_MONOTONIC in nanoseconds */
+uint64_t rt_wall_ms(void);  /* CLOCK_REALTIME in milliseconds */
+
+/* ---- logging: `time level module: message`, level checked before formatting ---- */
+enum { RT_LOG_DEBUG = 0, RT_LOG_INFO, RT_LOG_NOTICE, RT_LOG_WARN, RT_LOG_ERROR, RT_LOG_SILENT };
+extern int rt_log_level;
+void rt_log_set_level(int level);
+int rt_log_level_from_name(const char *name); /* -1 if unknown */
+void rt_log_write(int level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define rt_log(level, module, ...)                                                                 \
+    do {                                                                                           \
+        if ((level) >= rt_log_level) rt_log_write((level), (module), __VA_ARGS__);                 \
+    } while (0)
+#define rt_debug(mod, ...) rt_log(RT_LOG_DEBUG, mod, __VA_ARGS__)
+#define rt_info(mod, ...) rt_log(RT_LOG_INFO, mod, __VA_ARGS__)
+#define rt_notice(mod, ...) rt_log(RT_LOG_NOTICE, mod, __VA_ARGS__)
+#define rt_warn(mod, ...) rt_log(RT_LOG_WARN, mod, __VA_ARGS__)
+#define rt_error(mod, ...) rt_log(RT_LOG_ERROR, mod, __VA_ARGS__)
+#define rt_assert(cond)                                                                            \
+    do {                                                                                           \
+        if (RT_UNLIKELY(!(cond))) rt_panic(__FILE__, __LINE__, #cond);                            \
+    } while (0)
+void rt_panic(const char *file, int line, const char *what) __attribute__((noreturn));
+
+/* ---- randomness (getrandom(2)); aborts if the kernel cannot supply it ---- */
+void rt_random_bytes(void *p, size_t n);
+/* Writes 4*ceil(n/3) chars of URL-safe base64 (no padding when n % 3 == 0). */
+size_t rt_base64url(char *out, const uint8_t *in, size_t n);
+/* Standard base64 with padding; out needs 4*ceil(n/3) bytes. Returns length. */
+size_t rt_base64_encode(char *out, const uint8_t *in, size_t n);
+/* Decodes standard base64 (padding optional); returns decoded length or -1. out needs 3*n/4+3. */
+ssize_t rt_base64_decode(uint8_t *out, const char *in, size_t n);
+
+/* ---- UTF-8 ---- */
+bool rt_utf8_valid(const char *p, size_t n);
+
+#include "json.h"
+
+#endif
