@@ -11,8 +11,10 @@ ifeq ($(CI),true)
 WARN    += -Werror
 endif
 OPT     ?= -O2 -g
-SANFL   := $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined,)
-PROJ_CFLAGS := -std=gnu11 $(WARN) $(OPT) $(SANFL) -Isrc -D_GNU_SOURCE -MMD -MP
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFL   := $(if $(SAN),$(SANITIZE),)
+VERSION := 0.1.0
+PROJ_CFLAGS := -DREALTIMED_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(OPT) $(SANFL) -Isrc -D_GNU_SOURCE -MMD -MP
 LIBS    := -lcrypto -lhiredis -lcurl -ljansson -lm
 LDALL   := $(SANFL) $(LDFLAGS)
 

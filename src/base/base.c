@@ -225,7 +225,9 @@ static rt_map_entry_t *rt_map_find(const rt_map_t *m, rt_slice_t key, uint64_t h
     for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
         rt_map_entry_t *e = &m->slots[i];
         if (e->hash == 0) return NULL;
-        if (e->hash == h && e->keylen == key.n && memcmp(e->key, key.p, key.n) == 0) return e;
+        /* key.n == 0 guard: an empty key may come with a NULL pointer. */
+        if (e->hash == h && e->keylen == key.n && (key.n == 0 || memcmp(e->key, key.p, key.n) == 0))
+            return e;
     }
 }
 

@@ -1,0 +1,57 @@
+/* app: configuration assembly, startup, signals and shutdown. The only
+ * module that sees every other one. */
+#ifndef RT_APP_H
+#define RT_APP_H
+#include "sio/sio.h"
+
+#include <stdio.h>
+
+/* Effective configuration. Every field is declared once in the options
+ * table (config.c), which drives files, environment, flags, --help and
+ * --check-config. */
+typedef struct {
+    /* Frappe bench settings (config.json + sites/common_site_config.json) */
+    int socketio_port;
+    char *socketio_uds;
+    char *redis_queue;
+    char *webserver_host;
+    int webserver_port;
+    char *default_site;
+    bool developer_mode;
+    /* realtimed settings */
+    char *bench;
+    char *listen_host;
+    char *log_level;
+    int ping_interval;
+    int ping_timeout;
+    int max_payload;
+    int connect_timeout;
+    int auth_timeout;
+    int out_soft_limit;
+    int out_hard_limit;
+    char *static_dir;
+    char *auth_mode;
+    bool conformance;
+} app_config_t;
+
+typedef struct {
+    app_config_t cfg;
+    net_loop_t *loop;
+    http_server_t *http;
+    net_listener_t *listener;
+    eio_server_t *eio_echo; /* conformance mode only */
+    sio_server_t *sio;
+    void *frappe;           /* frappe module state */
+} app_t;
+
+/* Fills cfg from defaults, bench files, environment and argv (in that
+ * order). Returns 0, or an exit code (0 printed --help/--version: *exit_now
+ * set). Errors name the offending key on stderr. */
+int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only);
+void app_config_print(const app_config_t *cfg, FILE *out);
+void app_config_free(app_config_t *cfg);
+void app_usage(FILE *out);
+
+int conformance_start(app_t *app);
+
+#endif

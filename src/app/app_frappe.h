@@ -1,0 +1,13 @@
+/* Glue between app/ and the Frappe application module. */
+#ifndef RT_APP_FRAPPE_H
+#define RT_APP_FRAPPE_H
+#include "app.h"
+
+int frappe_start(app_t *app);
+void frappe_stop(app_t *app);
+/* Extra checks for --check-config (reachability is not tested). */
+int frappe_check_config(const app_config_t *cfg);
+/* `realtimed publish ...` */
+int app_publish_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,378 @@
+/* Configuration: one table declares every setting (key, type, default,
+ * bounds, environment variable, help); the same table reads the Frappe bench
+ * files, the environment and the command line, prints --help and
+ * --check-config. Precedence: default < bench files < environment < flags. */
+#include "app.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { T_INT, T_STR, T_BOOL } opt_type_t;
+enum { F_BENCH = 1, F_SECRET = 2, F_HIDDEN = 4 };
+
+typedef struct {
+    const char *key;   /* bench file key; flag is --key with '_' -> '-' */
+    const char *alias; /* extra flag name, or NULL */
+    const char *env;   /* environment override, or NULL */
+    opt_type_t type;
+    size_t off;
+    const char *def;
+    long min, max;
+    unsigned flags;
+    const char *help;
+} opt_t;
+
+#define O(f) offsetof(app_config_t, f)
+static const opt_t opts[] = {
+    {"socketio_port", "port", "FRAPPE_SOCKETIO_PORT", T_INT, O(socketio_port), "9000", 0, 65535,
+     F_BENCH, "TCP port to listen on (all interfaces unless --listen-host)"},
+    {"socketio_uds", "uds", "FRAPPE_SOCKETIO_UDS", T_STR, O(socketio_uds), NULL, 0, 0, F_BENCH,
+     "listen on this Unix socket path instead of the TCP port"},
+    {"redis_queue", "redis", "FRAPPE_REDIS_QUEUE", T_STR, O(redis_queue), "redis://127.0.0.1:11000",
+     0, 0, F_BENCH | F_SECRET,
+     "Redis URL (redis://[:password@]host:port[/db] or unix:///path[?db=N]) carrying the "
+     "'events' channel and the socket secret"},
+    {"webserver_host", NULL, NULL, T_STR, O(webserver_host), NULL, 0, 0, F_BENCH,
+     "Frappe web server host for auth callbacks (with webserver_port); otherwise the "
+     "client's Origin is used"},
+    {"webserver_port", NULL, NULL, T_INT, O(webserver_port), "8000", 1, 65535, F_BENCH,
+     "Frappe web server port (callbacks with webserver_host, or in developer_mode)"},
+    {"default_site", NULL, "FRAPPE_SITE", T_STR, O(default_site), NULL, 0, 0, F_BENCH,
+     "site used when Host is localhost or 127.0.0.1"},
+    {"developer_mode", NULL, NULL, T_BOOL, O(developer_mode), "0", 0, 1, F_BENCH,
+     "enables open_in_editor; callbacks go to Origin with webserver_port"},
+    {"bench", NULL, "FRAPPE_BENCH_ROOT", T_STR, O(bench), NULL, 0, 0, 0,
+     "Frappe bench root (default: the working directory)"},
+    {"listen_host", NULL, "REALTIMED_LISTEN_HOST", T_STR, O(listen_host), NULL, 0, 0, 0,
+     "IPv4 address to bind (default: all interfaces, as Frappe's server)"},
+    {"log_level", NULL, "REALTIMED_LOG_LEVEL", T_STR, O(log_level), "info", 0, 0, 0,
+     "debug, info, notice, warning or error"},
+    {"ping_interval", NULL, NULL, T_INT, O(ping_interval), "25000", 10, 3600000, 0,
+     "Engine.IO pingInterval in ms"},
+    {"ping_timeout", NULL, NULL, T_INT, O(ping_timeout), "20000", 10, 3600000, 0,
+     "Engine.IO pingTimeout in ms"},
+    {"max_payload", NULL, NULL, T_INT, O(max_payload), "1000000", 1024, 100000000, 0,
+     "largest HTTP body or WebSocket message in bytes (maxHttpBufferSize)"},
+    {"connect_timeout", NULL, NULL, T_INT, O(connect_timeout), "45000", 100, 3600000, 0,
+     "ms a new connection may stay without joining a namespace"},
+    {"auth_timeout", NULL, "REALTIMED_AUTH_TIMEOUT", T_INT, O(auth_timeout), "10000", 100,
+     600000, 0, "ms allowed for each call to the Frappe web server"},
+    {"out_soft_limit", NULL, NULL, T_INT, O(out_soft_limit), "1048576", 4096, INT_MAX, 0,
+     "bytes queued to one client tolerated for 10 s before it is closed"},
+    {"out_hard_limit", NULL, NULL, T_INT, O(out_hard_limit), "16777216", 65536, INT_MAX, 0,
+     "bytes queued to one client that close it at once"},
+    {"static_dir", NULL, "REALTIMED_STATIC_DIR", T_STR, O(static_dir), NULL, 0, 0, 0,
+     "serve files from this folder at / (the demo page, the JS client)"},
+    {"auth_mode", NULL, "REALTIMED_AUTH_MODE", T_STR, O(auth_mode), "frappe", 0, 0, 0,
+     "frappe (every connection authenticated by the web server) or guest (demo: no web "
+     "server; every connection is a Guest in the 'website' room)"},
+    {"conformance", NULL, NULL, T_BOOL, O(conformance), "0", 0, 1, 0,
+     "serve the protocol test-suite application (/engine.io/ echo and /socket.io/ sample "
+     "app, pingInterval 300, pingTimeout 200) instead of Frappe"},
+};
+#undef O
+
+static const char *sources[RT_ARRAY_LEN(opts)];
+
+static size_t opt_index(const char *key)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++)
+        if (!strcmp(opts[i].key, key)) return i;
+    rt_panic(__FILE__, __LINE__, key);
+}
+
+static void set_str(app_config_t *cfg, const opt_t *o, const char *v)
+{
+    char **p = (char **)((char *)cfg + o->off);
+    free(*p);
+    *p = v ? rt_strndup(v, strlen(v)) : NULL;
+}
+
+/* Parses v for option o into cfg. Returns 0 or prints an error naming the
+ * key and the place and returns 78 (EX_CONFIG). */
+static int set_value(app_config_t *cfg, const opt_t *o, const char *v, const char *where)
+{
+    switch (o->type) {
+    case T_STR: set_str(cfg, o, v); return 0;
+    case T_BOOL: {
+        bool b;
+        if (!v || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on")) b = true;
+        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !*v) b = false;
+        else {
+            fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected true or false\n", v, o->key, where);
+            return 78;
+        }
+        *(bool *)((char *)cfg + o->off) = b;
+        return 0;
+    }
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long n = v ? strtol(v, &end, 10) : 0;
+        if (!v || !*v || *end || errno || n < o->min || n > o->max) {
+            fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected an integer %ld..%ld\n",
+                    v ? v : "", o->key, where, o->min, o->max);
+            return 78;
+        }
+        *(int *)((char *)cfg + o->off) = (int)n;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+/* Frappe's get_conf: later files win, and only truthy values are copied. */
+static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", bench, rel);
+    if (access(path, F_OK) != 0) return 0;
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        fprintf(stderr, "realtimed: cannot read %s: %s (line %d)\n", path, err.text, err.line);
+        return 78;
+    }
+    if (!json_is_object(root)) {
+        fprintf(stderr, "realtimed: cannot read %s: not a JSON object\n", path);
+        json_decref(root);
+        return 78;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts) && !rc; i++) {
+        const opt_t *o = &opts[i];
+        if (!(o->flags & F_BENCH)) continue;
+        json_t *v = json_object_get(root, o->key);
+        if (!v || json_is_null(v) || json_is_false(v)) continue;
+        char buf[64];
+        const char *s = NULL;
+        if (json_is_string(v)) {
+            s = json_string_value(v);
+            if (!*s) continue; /* "" is falsy */
+        } else if (json_is_integer(v)) {
+            if (json_integer_value(v) == 0) continue;
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+            s = buf;
+        } else if (json_is_real(v)) {
+            if (json_real_value(v) == 0) continue;
+            snprintf(buf, sizeof buf, "%.0f", json_real_value(v));
+            s = buf;
+        } else if (json_is_true(v)) {
+            s = "1";
+        } else {
+            s = o->type == T_BOOL ? "1" : NULL; /* objects/arrays are truthy */
+            if (!s) {
+                fprintf(stderr, "realtimed: invalid value for %s in %s: expected a %s\n", o->key, path,
+                        o->type == T_INT ? "number" : "string");
+                rc = 78;
+                break;
+            }
+        }
+        rc = set_value(cfg, o, s, path);
+        sources[i] = rel;
+    }
+    json_decref(root);
+    return rc;
+}
+
+void app_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: realtimed [options]\n"
+            "       realtimed publish [--site S] [--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n"
+            "\n"
+            "A Socket.IO v4 realtime server for Frappe benches: a drop-in for\n"
+            "`node apps/frappe/socketio.js`. Start it with the bench root as working\n"
+            "directory; it reads config.json and sites/common_site_config.json like the\n"
+            "Node server (only truthy values, later file wins), then the environment,\n"
+            "then these flags (--key value or --key=value):\n\n");
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        if (o->flags & F_HIDDEN) continue;
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->key);
+        for (char *p = flag; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(out, "  %s%s%s%s\n", flag, o->alias ? ", --" : "", o->alias ? o->alias : "",
+                o->type == T_BOOL ? "" : o->type == T_INT ? " N" : " VALUE");
+        fprintf(out, "      %s", o->help);
+        if (o->def) fprintf(out, " (default %s)", o->def);
+        if (o->flags & F_BENCH) fprintf(out, " [bench key %s]", o->key);
+        if (o->env) fprintf(out, " [env %s]", o->env);
+        fprintf(out, "\n");
+    }
+    fprintf(out, "\n  --check-config     print the effective configuration (secrets masked) and exit;\n"
+                 "                     non-zero with a message naming the key when it is invalid\n"
+                 "  -h, --help         this help\n"
+                 "  -v, --version      version\n"
+                 "\nSignals: SIGTERM/SIGINT drain and exit 0 (a second SIGINT exits at once).\n"
+                 "Exit codes: 0 ok, 64 bad command line, 69 cannot listen, 78 bad configuration.\n");
+}
+
+static const opt_t *find_flag(const char *name, size_t n)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        char flag[64];
+        size_t k = 0;
+        for (const char *p = o->key; *p && k < sizeof flag - 1; p++) flag[k++] = *p == '_' ? '-' : *p;
+        flag[k] = 0;
+        if ((strlen(flag) == n && !memcmp(flag, name, n)) ||
+            (o->alias && strlen(o->alias) == n && !memcmp(o->alias, name, n)) ||
+            (strlen(o->key) == n && !memcmp(o->key, name, n)))
+            return o;
+    }
+    return NULL;
+}
+
+static int validate(const app_config_t *cfg)
+{
+    if (rt_log_level_from_name(cfg->log_level) < 0) {
+        fprintf(stderr, "realtimed: invalid value '%s' for log_level: expected debug, info, notice, warning or error\n",
+                cfg->log_level);
+        return 78;
+    }
+    if (cfg->redis_queue && strncmp(cfg->redis_queue, "redis://", 8) != 0 &&
+        strncmp(cfg->redis_queue, "unix://", 7) != 0) {
+        fprintf(stderr, "realtimed: invalid value for redis_queue: expected a redis:// or unix:// URL\n");
+        return 78;
+    }
+    if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
+        fprintf(stderr, "realtimed: invalid value '%s' for auth_mode: expected frappe or guest\n", cfg->auth_mode);
+        return 78;
+    }
+    return 0;
+}
+
+int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only)
+{
+    memset(cfg, 0, sizeof *cfg);
+    *exit_now = *check_only = false;
+    int rc;
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        sources[i] = "default";
+        if (opts[i].def && (rc = set_value(cfg, &opts[i], opts[i].def, "default"))) return rc;
+    }
+    /* Flags are parsed twice: first to find --bench (and errors), then
+     * applied last so that they override files and environment. */
+    const char *flag_vals[RT_ARRAY_LEN(opts)] = {0};
+    bool flag_set[RT_ARRAY_LEN(opts)] = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            app_usage(stdout);
+            *exit_now = true;
+            return 0;
+        }
+        if (!strcmp(a, "-v") || !strcmp(a, "--version")) {
+            printf("realtimed %s\n", REALTIMED_VERSION);
+            *exit_now = true;
+            return 0;
+        }
+        if (!strcmp(a, "--check-config")) {
+            *check_only = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "realtimed: unexpected argument '%s' (see --help)\n", a);
+            return 64;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = find_flag(name, n);
+        if (!o) {
+            fprintf(stderr, "realtimed: unknown option '%.*s' (see --help)\n", (int)n + 2, a);
+            return 64;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v && o->type != T_BOOL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "realtimed: option '%s' needs a value\n", a);
+                return 64;
+            }
+            v = argv[++i];
+        }
+        size_t idx = (size_t)(o - opts);
+        flag_vals[idx] = v;
+        flag_set[idx] = true;
+    }
+    /* Bench root: --bench, else FRAPPE_BENCH_ROOT, else the working directory. */
+    size_t bench_idx = opt_index("bench");
+    const char *bench = flag_set[bench_idx] ? flag_vals[bench_idx] : getenv("FRAPPE_BENCH_ROOT");
+    bool conformance = flag_set[opt_index("conformance")];
+    if (bench) {
+        struct stat st;
+        if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "realtimed: bench directory %s does not exist\n", bench);
+            return 78;
+        }
+    }
+    if (!conformance) {
+        const char *root = bench ? bench : ".";
+        if ((rc = read_bench_file(cfg, root, "config.json"))) return rc;
+        if ((rc = read_bench_file(cfg, root, "sites/common_site_config.json"))) return rc;
+        set_str(cfg, &opts[bench_idx], root);
+    }
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const char *e = opts[i].env ? getenv(opts[i].env) : NULL;
+        if (e && *e && opts[i].off != opts[bench_idx].off) {
+            if ((rc = set_value(cfg, &opts[i], e, opts[i].env))) return rc;
+            sources[i] = opts[i].env;
+        }
+    }
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        if (!flag_set[i]) continue;
+        if ((rc = set_value(cfg, &opts[i], flag_vals[i], "command line"))) return rc;
+        sources[i] = "command line";
+    }
+    if (cfg->conformance) {
+        /* the values the official test suites assert */
+        if (!flag_set[opt_index("ping_interval")]) cfg->ping_interval = 300;
+        if (!flag_set[opt_index("ping_timeout")]) cfg->ping_timeout = 200;
+        if (!flag_set[opt_index("connect_timeout")]) cfg->connect_timeout = 1000;
+    }
+    return validate(cfg);
+}
+
+/* Masks the password of a redis URL. */
+static void print_masked_url(FILE *out, const char *url)
+{
+    const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
+    if (!at || !scheme || at < scheme) {
+        fputs(url, out);
+        return;
+    }
+    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    if (!colon) colon = scheme + 2;
+    fprintf(out, "%.*s:****%s", (int)(colon - url), url, at);
+}
+
+void app_config_print(const app_config_t *cfg, FILE *out)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        const char *p = (const char *)cfg + o->off;
+        fprintf(out, "%-16s = ", o->key);
+        switch (o->type) {
+        case T_INT: fprintf(out, "%d", *(const int *)p); break;
+        case T_BOOL: fprintf(out, "%s", *(const bool *)p ? "true" : "false"); break;
+        case T_STR: {
+            const char *s = *(char *const *)p;
+            if (!s) fprintf(out, "(unset)");
+            else if (o->flags & F_SECRET) print_masked_url(out, s);
+            else fprintf(out, "%s", s);
+        }
+        }
+        fprintf(out, "  (%s)\n", sources[i]);
+    }
+}
+
+void app_config_free(app_config_t *cfg)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++)
+        if (opts[i].type == T_STR) set_str(cfg, &opts[i], NULL);
+}

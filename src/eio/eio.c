@@ -1,0 +1,656 @@
+/* eio: Engine.IO v4 sessions and transports (see eio.h).
+ *
+ * A session is on exactly one transport: polling (a queue of packets drained
+ * by GETs, at most one GET parked) or WebSocket (packets framed straight onto
+ * the connection). During an upgrade the WebSocket is held apart in `probe`
+ * until the client sends "5"; packets queued meanwhile move over in order.
+ *
+ * Closing is two-step so no callback frees what its caller still uses:
+ * eio_session_close() detaches the session (sid forgotten, transports
+ * answered or closed), and the application's on_close plus the free happen
+ * in the loop hook at the start of the next turn. */
+#include "eio.h"
+
+#include <stdio.h>
+
+const char EIO_REASON_TRANSPORT_CLOSE[] = "transport close";
+const char EIO_REASON_TRANSPORT_ERROR[] = "transport error";
+const char EIO_REASON_PING_TIMEOUT[] = "ping timeout";
+const char EIO_REASON_PARSE_ERROR[] = "parse error";
+const char EIO_REASON_FORCED_CLOSE[] = "forced close";
+const char EIO_REASON_SERVER_CLOSE[] = "forced server close";
+const char EIO_REASON_SHUTDOWN[] = "server shutting down";
+
+#define SID_LEN 20 /* 15 random bytes as base64url */
+
+typedef struct eio_qpkt {
+    struct eio_qpkt *next;
+    rt_chunk_t *chunk;
+    uint32_t off, len; /* text: "<digit><data>"; binary: the raw bytes */
+    bool binary;
+} eio_qpkt_t;
+
+typedef struct {
+    ws_conn_t *ws;
+    net_timer_t timer;
+    bool probed; /* "2probe" answered: polling GETs get "6" at once */
+} eio_upgrade_t;
+
+struct eio_session {
+    eio_server_t *srv;
+    void *ud;
+    ws_conn_t *ws;          /* WebSocket transport, or NULL while polling */
+    http_conn_t *get;       /* parked polling GET */
+    eio_qpkt_t *q_head, *q_tail;
+    eio_upgrade_t *upgrade; /* only while upgrading */
+    net_timer_t ping;
+    bool awaiting_pong;
+    bool closed;
+    bool flush_queued;      /* in srv->flush */
+    eio_reason_t reason;
+    char sid[SID_LEN + 1];
+};
+
+struct eio_server {
+    http_server_t *http;
+    net_loop_t *loop;
+    eio_options_t opt;
+    eio_handler_t h;
+    void *ud;
+    rt_map_t sessions;
+    eio_session_t **dead; /* closed, on_close pending */
+    size_t ndead, dead_cap;
+    eio_session_t **flush; /* polling sessions with a parked GET and new packets */
+    size_t nflush, flush_cap;
+    uint8_t rand_pool[15 * 64];
+    size_t rand_left;
+    rt_buf_t scratch;
+    char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
+};
+
+void eio_options_default(eio_options_t *o)
+{
+    o->ping_interval = 25000;
+    o->ping_timeout = 20000;
+    o->upgrade_timeout = 10000;
+    o->max_payload = 1000000;
+    o->polling = true;
+    o->websocket = true;
+    o->max_sessions = 0;
+}
+
+static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t *s)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 32;
+        *arr = rt_realloc(*arr, *cap * sizeof **arr);
+    }
+    (*arr)[(*n)++] = s;
+}
+
+/* ---- packet queue (polling) ---- */
+static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
+{
+    eio_qpkt_t *p = rt_malloc(sizeof *p);
+    p->next = NULL;
+    p->chunk = rt_chunk_ref(ch);
+    p->off = (uint32_t)off;
+    p->len = (uint32_t)len;
+    p->binary = binary;
+    if (s->q_tail) s->q_tail->next = p;
+    else s->q_head = p;
+    s->q_tail = p;
+}
+
+static void q_clear(eio_session_t *s)
+{
+    while (s->q_head) {
+        eio_qpkt_t *p = s->q_head;
+        s->q_head = p->next;
+        rt_chunk_unref(p->chunk);
+        free(p);
+    }
+    s->q_tail = NULL;
+}
+
+/* ---- small response helpers ---- */
+static void respond_code(http_conn_t *hc, int code, const char *msg)
+{
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, msg);
+    http_respond(hc, code == 4 ? 403 : 400, "application/json", body, (size_t)n, NULL);
+}
+
+static const char GET_HEADERS[] = "Cache-Control: no-store\r\n";
+
+static void respond_text(http_conn_t *hc, const char *text)
+{
+    http_respond(hc, 200, "text/plain; charset=UTF-8", text, strlen(text), GET_HEADERS);
+}
+
+/* Answers the parked GET with everything queued, joined by 0x1E. A single
+ * text packet goes out as a reference to its chunk, without a copy. */
+static void drain_to_get(eio_session_t *s)
+{
+    http_conn_t *hc = s->get;
+    if (!hc || !s->q_head) return;
+    s->get = NULL;
+    eio_qpkt_t *p = s->q_head;
+    if (!p->next && !p->binary) {
+        http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", p->chunk, p->off, p->len,
+                           GET_HEADERS);
+        q_clear(s);
+        return;
+    }
+    rt_buf_t *b = &s->srv->scratch;
+    b->len = 0;
+    for (p = s->q_head; p; p = p->next) {
+        if (b->len) rt_buf_putc(b, EIO_RECORD_SEP);
+        if (p->binary) {
+            rt_buf_reserve(b, 1 + (p->len + 2) / 3 * 4);
+            b->data[b->len++] = 'b';
+            b->len += rt_base64_encode(b->data + b->len, (uint8_t *)p->chunk->data + p->off, p->len);
+        } else {
+            rt_buf_append(b, p->chunk->data + p->off, p->len);
+        }
+    }
+    q_clear(s);
+    http_respond(hc, 200, "text/plain; charset=UTF-8", b->data, b->len, GET_HEADERS);
+    if (b->cap > 1 << 20) rt_buf_free(b);
+}
+
+static void schedule_flush(eio_session_t *s)
+{
+    if (s->flush_queued || !s->get) return;
+    s->flush_queued = true;
+    push_ptr(&s->srv->flush, &s->srv->nflush, &s->srv->flush_cap, s);
+}
+
+static void send_control(eio_session_t *s, const char *pkt)
+{
+    size_t n = strlen(pkt);
+    if (s->closed) return;
+    if (s->ws) {
+        ws_send(s->ws, false, pkt, n);
+        return;
+    }
+    rt_chunk_t *ch = rt_chunk_from(pkt, n);
+    q_push(s, ch, 0, n, false);
+    rt_chunk_unref(ch);
+    schedule_flush(s);
+}
+
+void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t len)
+{
+    if (s->closed) return;
+    if (s->ws) {
+        if (binary) {
+            ws_send(s->ws, true, data, len);
+        } else {
+            rt_chunk_t *f = rt_chunk_new(WS_MAX_HEADER + 1 + len);
+            size_t h = ws_frame_header((uint8_t *)f->data, WS_OP_TEXT, len + 1);
+            f->data[h] = '4';
+            memcpy(f->data + h + 1, data, len);
+            ws_send_framed(s->ws, f, 0, h + 1 + len);
+            rt_chunk_unref(f);
+        }
+        return;
+    }
+    rt_chunk_t *ch = rt_chunk_new(len + 1);
+    if (binary) {
+        memcpy(ch->data, data, len);
+        q_push(s, ch, 0, len, true);
+    } else {
+        ch->data[0] = '4';
+        memcpy(ch->data + 1, data, len);
+        q_push(s, ch, 0, len + 1, false);
+    }
+    rt_chunk_unref(ch);
+    schedule_flush(s);
+}
+
+eio_shared_t eio_shared_from_buf(rt_buf_t *b)
+{
+    rt_assert(b->len >= EIO_SHARED_RESERVE);
+    size_t payload = b->len - EIO_SHARED_RESERVE;
+    rt_chunk_t *ch = rt_chunk_new(b->len);
+    memcpy(ch->data + EIO_SHARED_RESERVE, b->data + EIO_SHARED_RESERVE, payload);
+    ch->data[WS_MAX_HEADER] = '4';
+    size_t h = ws_frame_header_before((uint8_t *)ch->data + WS_MAX_HEADER, WS_OP_TEXT, payload + 1);
+    b->len = 0;
+    return (eio_shared_t){ch, (uint32_t)(WS_MAX_HEADER - h), WS_MAX_HEADER};
+}
+
+void eio_session_send_shared(eio_session_t *s, const eio_shared_t *m)
+{
+    if (s->closed) return;
+    if (s->ws) {
+        ws_send_framed(s->ws, m->chunk, m->ws_off, m->chunk->len - m->ws_off);
+        return;
+    }
+    q_push(s, m->chunk, m->msg_off, m->chunk->len - m->msg_off, false);
+    schedule_flush(s);
+}
+
+/* ---- heartbeat ---- */
+static void ping_cb(net_loop_t *loop, net_timer_t *t)
+{
+    eio_session_t *s = rt_container_of(t, eio_session_t, ping);
+    if (s->closed) return;
+    if (s->awaiting_pong) {
+        s->reason = EIO_REASON_PING_TIMEOUT;
+        eio_session_close(s);
+        return;
+    }
+    s->awaiting_pong = true;
+    send_control(s, "2");
+    /* Count the timeout from when the ping was due, not from when this
+     * callback ran: the session is dead exactly interval + timeout later. */
+    net_timer_start_at(loop, t, t->expire + s->srv->opt.ping_timeout);
+}
+
+static void got_pong(eio_session_t *s)
+{
+    if (!s->awaiting_pong) return;
+    s->awaiting_pong = false;
+    net_timer_start(s->srv->loop, &s->ping, s->srv->opt.ping_interval);
+}
+
+/* ---- sessions ---- */
+void *eio_session_data(const eio_session_t *s) { return s->ud; }
+void eio_session_set_data(eio_session_t *s, void *ud) { s->ud = ud; }
+const char *eio_session_sid(const eio_session_t *s) { return s->sid; }
+eio_server_t *eio_session_server(const eio_session_t *s) { return s->srv; }
+bool eio_session_is_websocket(const eio_session_t *s) { return s->ws != NULL; }
+const eio_options_t *eio_server_options(const eio_server_t *srv) { return &srv->opt; }
+size_t eio_server_sessions(const eio_server_t *srv) { return srv->sessions.count; }
+void *eio_server_data(const eio_server_t *srv) { return srv->ud; }
+
+static void new_sid(eio_server_t *srv, char out[SID_LEN + 1])
+{
+    if (srv->rand_left < 15) {
+        rt_random_bytes(srv->rand_pool, sizeof srv->rand_pool);
+        srv->rand_left = sizeof srv->rand_pool;
+    }
+    srv->rand_left -= 15;
+    rt_base64url(out, srv->rand_pool + srv->rand_left, 15);
+    memset(srv->rand_pool + srv->rand_left, 0, 15); /* a sid is a bearer token: don't keep it */
+    out[SID_LEN] = 0;
+}
+
+static void upgrade_drop(eio_session_t *s);
+
+static const ws_handler_t ws_main_handler;
+static const ws_handler_t ws_probe_handler;
+static const ws_handler_t ws_orphan_handler;
+
+void eio_session_close(eio_session_t *s)
+{
+    if (s->closed) return;
+    eio_server_t *srv = s->srv;
+    s->closed = true;
+    if (!s->reason) s->reason = EIO_REASON_SERVER_CLOSE;
+    rt_map_del(&srv->sessions, rt_slice(s->sid, SID_LEN));
+    net_timer_stop(&s->ping);
+    upgrade_drop(s);
+    if (s->get) {
+        /* A client-initiated close answers the parked GET with a noop; a
+         * server-side close tells the client with a close packet. */
+        http_conn_t *hc = s->get;
+        s->get = NULL;
+        respond_text(hc, s->reason == EIO_REASON_FORCED_CLOSE ? "6" : "1");
+    }
+    q_clear(s);
+    if (s->ws) {
+        ws_set_handler(s->ws, &ws_orphan_handler);
+        ws_set_data(s->ws, NULL);
+        if (s->reason != EIO_REASON_TRANSPORT_CLOSE) ws_close(s->ws, 0);
+        s->ws = NULL;
+    }
+    push_ptr(&srv->dead, &srv->ndead, &srv->dead_cap, s);
+}
+
+static eio_session_t *session_new(eio_server_t *srv)
+{
+    eio_session_t *s = rt_calloc(1, sizeof *s);
+    s->srv = srv;
+    do new_sid(srv, s->sid);
+    while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
+    rt_map_put(&srv->sessions, rt_slice(s->sid, SID_LEN), s);
+    net_timer_init(&s->ping, ping_cb);
+    net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval);
+    return s;
+}
+
+/* Handles one packet from the client on the session's main transport.
+ * Returns false when the session was closed by it. */
+static bool handle_packet(eio_session_t *s, const eio_packet_t *p)
+{
+    eio_server_t *srv = s->srv;
+    if (p->binary) {
+        srv->h.on_message(s, true, p->data, srv->ud);
+        return !s->closed;
+    }
+    switch (p->type) {
+    case EIO_PONG: got_pong(s); break;
+    case EIO_MESSAGE: srv->h.on_message(s, false, p->data, srv->ud); break;
+    case EIO_CLOSE:
+        s->reason = EIO_REASON_FORCED_CLOSE;
+        eio_session_close(s);
+        break;
+    case EIO_PING: /* v4 clients never ping: the reference treats it as an error */
+        s->reason = EIO_REASON_PARSE_ERROR;
+        eio_session_close(s);
+        break;
+    default: break; /* open, upgrade, noop: ignored */
+    }
+    return !s->closed;
+}
+
+/* ---- WebSocket transport ---- */
+static void ws_main_message(ws_conn_t *ws, bool binary, char *data, size_t len)
+{
+    eio_session_t *s = ws_data(ws);
+    if (!s || s->closed) return;
+    eio_packet_t p;
+    if (binary) {
+        p = (eio_packet_t){EIO_MESSAGE, true, rt_slice(data, len)};
+    } else if (eio_packet_decode(rt_slice(data, len), &p) < 0) {
+        s->reason = EIO_REASON_PARSE_ERROR;
+        eio_session_close(s);
+        return;
+    }
+    handle_packet(s, &p);
+}
+
+static void ws_main_close(ws_conn_t *ws)
+{
+    eio_session_t *s = ws_data(ws);
+    if (!s) return;
+    s->ws = NULL;
+    if (!s->closed) {
+        s->reason = EIO_REASON_TRANSPORT_CLOSE;
+        eio_session_close(s);
+    }
+}
+
+static void ws_orphan_message(ws_conn_t *ws, bool binary, char *data, size_t len)
+{
+    RT_UNUSED(ws), RT_UNUSED(binary), RT_UNUSED(data), RT_UNUSED(len);
+}
+static void ws_orphan_close(ws_conn_t *ws) { RT_UNUSED(ws); }
+
+static const ws_handler_t ws_main_handler = {ws_main_message, ws_main_close};
+static const ws_handler_t ws_orphan_handler = {ws_orphan_message, ws_orphan_close};
+
+/* ---- upgrade ---- */
+static void upgrade_drop(eio_session_t *s)
+{
+    eio_upgrade_t *u = s->upgrade;
+    if (!u) return;
+    s->upgrade = NULL;
+    net_timer_stop(&u->timer);
+    if (u->ws) {
+        ws_set_handler(u->ws, &ws_orphan_handler);
+        ws_set_data(u->ws, NULL);
+        ws_close(u->ws, 0);
+    }
+    free(u);
+}
+
+static void upgrade_timeout(net_loop_t *loop, net_timer_t *t)
+{
+    eio_upgrade_t *u = rt_container_of(t, eio_upgrade_t, timer);
+    RT_UNUSED(loop);
+    eio_session_t *s = ws_data(u->ws);
+    if (s) upgrade_drop(s);
+}
+
+static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
+{
+    eio_session_t *s = ws_data(ws);
+    if (!s || s->closed || !s->upgrade) return;
+    eio_packet_t p;
+    if (binary || eio_packet_decode(rt_slice(data, len), &p) < 0) {
+        upgrade_drop(s);
+        return;
+    }
+    if (p.type == EIO_PING && rt_slice_eq_cstr(p.data, "probe")) {
+        ws_send(ws, false, "3probe", 6);
+        s->upgrade->probed = true;
+        if (s->get) { /* release the parked poll so the client can switch */
+            http_conn_t *hc = s->get;
+            s->get = NULL;
+            respond_text(hc, "6");
+        }
+        return;
+    }
+    if (p.type == EIO_UPGRADE && s->upgrade->probed) {
+        eio_upgrade_t *u = s->upgrade;
+        s->upgrade = NULL;
+        net_timer_stop(&u->timer);
+        s->ws = u->ws;
+        free(u);
+        ws_set_handler(s->ws, &ws_main_handler);
+        if (s->get) {
+            http_conn_t *hc = s->get;
+            s->get = NULL;
+            respond_text(hc, "6");
+        }
+        /* Everything queued for polling moves to the socket, in order. */
+        for (eio_qpkt_t *q = s->q_head; q; q = q->next) {
+            if (q->binary) ws_send(s->ws, true, q->chunk->data + q->off, q->len);
+            else ws_send(s->ws, false, q->chunk->data + q->off, q->len);
+        }
+        q_clear(s);
+        return;
+    }
+    upgrade_drop(s);
+}
+
+static void ws_probe_close(ws_conn_t *ws)
+{
+    eio_session_t *s = ws_data(ws);
+    if (!s || !s->upgrade) return;
+    s->upgrade->ws = NULL;
+    upgrade_drop(s);
+}
+
+static const ws_handler_t ws_probe_handler = {ws_probe_message, ws_probe_close};
+
+/* ---- polling ---- */
+static void get_aborted(http_conn_t *hc, void *ud)
+{
+    eio_session_t *s = ud;
+    if (s->get != hc) return;
+    s->get = NULL;
+    s->reason = EIO_REASON_TRANSPORT_CLOSE;
+    eio_session_close(s);
+}
+
+static int post_packet(void *ud, const eio_packet_t *p)
+{
+    return handle_packet(ud, p) ? 0 : 1;
+}
+
+static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request_t *req,
+                           rt_slice_t body)
+{
+    if (rt_slice_eq_cstr(req->method, "GET")) {
+        if (s->get) {
+            /* Duplicate GET: the reference answers it 400 and closes. */
+            http_respond(hc, 400, "text/plain; charset=UTF-8", "", 0, NULL);
+            s->reason = EIO_REASON_TRANSPORT_ERROR;
+            eio_session_close(s);
+            return;
+        }
+        s->get = hc;
+        if (s->q_head) drain_to_get(s);
+        else if (s->upgrade && s->upgrade->probed) {
+            s->get = NULL;
+            respond_text(hc, "6");
+        } else {
+            http_conn_set_abort(hc, get_aborted, s);
+        }
+        return;
+    }
+    if (rt_slice_eq_cstr(req->method, "POST")) {
+        rt_slice_t ct = http_header_get(req, "content-type");
+        if (ct.p && ct.n >= 24 && rt_slice_case_eq(rt_slice(ct.p, 24), "application/octet-stream")) {
+            respond_code(hc, 3, "Bad request");
+            s->reason = EIO_REASON_TRANSPORT_ERROR;
+            eio_session_close(s);
+            return;
+        }
+        int r = eio_payload_decode(body, &s->srv->scratch, post_packet, s);
+        if (r < 0) {
+            respond_code(hc, 3, "Bad request");
+            s->reason = EIO_REASON_PARSE_ERROR;
+            eio_session_close(s);
+            return;
+        }
+        http_respond(hc, 200, "text/html", "ok", 2, NULL);
+        return;
+    }
+    respond_code(hc, 3, "Bad request");
+}
+
+/* ---- handshake and routing ---- */
+static void build_handshake(eio_server_t *srv, rt_buf_t *b, const char *sid, bool websocket)
+{
+    rt_buf_append_cstr(b, "0{\"sid\":\"");
+    rt_buf_append_cstr(b, sid);
+    rt_buf_append_cstr(b, websocket || !srv->opt.websocket ? "\",\"upgrades\":[]"
+                                                           : "\",\"upgrades\":[\"websocket\"]");
+    rt_buf_append_cstr(b, srv->handshake_tail);
+}
+
+static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
+{
+    eio_server_t *srv = ud;
+    rt_slice_t eio, transport, sidq;
+    if (!http_query_get(req->query, "EIO", &eio) || !rt_slice_eq_cstr(eio, "4")) {
+        respond_code(hc, 5, "Unsupported protocol version");
+        return;
+    }
+    bool has_t = http_query_get(req->query, "transport", &transport);
+    bool is_ws = has_t && rt_slice_eq_cstr(transport, "websocket");
+    bool is_poll = has_t && rt_slice_eq_cstr(transport, "polling");
+    if ((!is_ws && !is_poll) || (is_ws && !srv->opt.websocket) || (is_poll && !srv->opt.polling)) {
+        respond_code(hc, 0, "Transport unknown");
+        return;
+    }
+    bool has_sid = http_query_get(req->query, "sid", &sidq) && sidq.n;
+    if (is_ws && (!http_header_get(req, "upgrade").p || ws_handshake_check(req))) {
+        respond_code(hc, 3, "Bad request");
+        return;
+    }
+    if (!has_sid) {
+        if (!rt_slice_eq_cstr(req->method, "GET")) {
+            respond_code(hc, 2, "Bad handshake method");
+            return;
+        }
+        if (srv->opt.max_sessions && srv->sessions.count >= srv->opt.max_sessions) {
+            respond_code(hc, 3, "Bad request");
+            return;
+        }
+        eio_session_t *s = session_new(srv);
+        rt_buf_t b = {0};
+        build_handshake(srv, &b, s->sid, is_ws);
+        if (is_ws) {
+            s->ws = ws_accept(hc, req, &ws_main_handler, s, srv->opt.max_payload, b.data, b.len);
+            srv->h.on_open(s, req, srv->ud);
+        } else {
+            srv->h.on_open(s, req, srv->ud);
+            http_respond(hc, 200, "text/plain; charset=UTF-8", b.data, b.len, GET_HEADERS);
+        }
+        rt_buf_free(&b);
+        return;
+    }
+    eio_session_t *s = rt_map_get(&srv->sessions, sidq);
+    if (!s) {
+        respond_code(hc, 1, "Session ID unknown");
+        return;
+    }
+    if (is_ws) {
+        if (s->ws || s->upgrade) {
+            /* A second WebSocket for the same session: complete its
+             * handshake and close it at once, as the reference does (an
+             * HTTP 400 here makes the ws client throw). */
+            ws_close(ws_accept(hc, req, &ws_orphan_handler, NULL, 125, NULL, 0), 0);
+            return;
+        }
+        eio_upgrade_t *u = rt_calloc(1, sizeof *u);
+        u->ws = ws_accept(hc, req, &ws_probe_handler, s, srv->opt.max_payload, NULL, 0);
+        net_timer_init(&u->timer, upgrade_timeout);
+        net_timer_start(srv->loop, &u->timer, srv->opt.upgrade_timeout);
+        s->upgrade = u;
+        return;
+    }
+    if (s->ws) { /* upgraded: polling is over for this session */
+        respond_code(hc, 3, "Bad request");
+        return;
+    }
+    handle_polling(s, hc, req, body);
+}
+
+/* Loop hook: answer parked GETs that got packets this turn, then deliver
+ * on_close for sessions closed during the previous turn and free them. */
+static void eio_hook(net_loop_t *loop, void *ud)
+{
+    eio_server_t *srv = ud;
+    RT_UNUSED(loop);
+    for (size_t i = 0; i < srv->nflush; i++) {
+        eio_session_t *s = srv->flush[i];
+        s->flush_queued = false;
+        if (!s->closed) drain_to_get(s);
+    }
+    srv->nflush = 0;
+    while (srv->ndead) {
+        eio_session_t *s = srv->dead[--srv->ndead];
+        if (s->flush_queued) {
+            for (size_t i = 0; i < srv->nflush; i++)
+                if (srv->flush[i] == s) srv->flush[i] = srv->flush[--srv->nflush];
+        }
+        srv->h.on_close(s, s->reason, srv->ud);
+        free(s);
+    }
+}
+
+eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_options_t *opt,
+                             const eio_handler_t *h, void *ud)
+{
+    eio_server_t *srv = rt_calloc(1, sizeof *srv);
+    srv->http = http;
+    srv->loop = http_server_loop(http);
+    if (opt) srv->opt = *opt;
+    else eio_options_default(&srv->opt);
+    srv->h = *h;
+    srv->ud = ud;
+    rt_map_init(&srv->sessions);
+    snprintf(srv->handshake_tail, sizeof srv->handshake_tail,
+             ",\"pingInterval\":%u,\"pingTimeout\":%u,\"maxPayload\":%zu}",
+             srv->opt.ping_interval, srv->opt.ping_timeout, srv->opt.max_payload);
+    http_server_route(http, path, eio_http, srv);
+    net_loop_add_hook(srv->loop, eio_hook, srv);
+    return srv;
+}
+
+void eio_server_free(eio_server_t *srv)
+{
+    if (!srv) return;
+    rt_slice_t k;
+    void *v;
+    for (uint32_t it = 0; rt_map_next(&srv->sessions, &it, &k, &v);) {
+        eio_session_t *s = v;
+        s->reason = EIO_REASON_SHUTDOWN;
+        eio_session_close(s);
+        it = 0; /* the map changed */
+    }
+    eio_hook(srv->loop, srv);
+    rt_map_free(&srv->sessions);
+    rt_buf_free(&srv->scratch);
+    free(srv->dead);
+    free(srv->flush);
+    free(srv);
+}

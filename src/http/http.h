@@ -1,0 +1,62 @@
+/* http: HTTP/1.1 server on net/ connections — request framing with
+ * Content-Length bodies, keep-alive, limits, CORS, a prefix router, parked
+ * (long-poll) requests and the hand-off of a connection on Upgrade. */
+#ifndef RT_HTTP_H
+#define RT_HTTP_H
+#include "http/http_parser.h"
+#include "net/net.h"
+
+typedef struct http_server http_server_t;
+typedef struct http_conn http_conn_t;
+
+typedef struct {
+    size_t max_head;          /* request line + headers (default 16 KiB) -> 431 */
+    size_t max_body;          /* Content-Length limit (default 1,000,000) -> 413 */
+    bool cors;                /* reflect Origin with credentials, answer preflights */
+    unsigned head_timeout_ms; /* a request head must complete within (default 10 s) */
+    unsigned idle_timeout_ms; /* keep-alive idle connections are closed after (default 60 s) */
+} http_options_t;
+void http_options_default(http_options_t *o);
+
+/* A complete request: req and body point into the read buffer and are valid
+ * only during the call. The handler answers with http_respond*(), parks the
+ * request (answer later, from any callback), or takes the connection over
+ * with http_conn_upgrade(). */
+typedef void (*http_handler_cb)(http_conn_t *hc, const http_request_t *req, rt_slice_t body,
+                                void *ud);
+
+http_server_t *http_server_new(net_loop_t *loop, const http_options_t *opt);
+void http_server_free(http_server_t *srv);
+/* Routes requests whose path starts with prefix (longest prefix wins). */
+void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud);
+/* Accept callback for net listeners (listener data must be the server). */
+void http_server_accept(net_listener_t *l, net_conn_t *c);
+const http_options_t *http_server_options(const http_server_t *srv);
+net_loop_t *http_server_loop(const http_server_t *srv);
+
+/* Response with a body. content_type may be NULL (no header). extra is
+ * additional header lines, each ending in "\r\n", or NULL. */
+void http_respond(http_conn_t *hc, int status, const char *content_type, const void *body,
+                  size_t len, const char *extra);
+/* Sends a response head declaring len body bytes, then the body as a chunk
+ * reference (no copy). */
+void http_respond_chunk(http_conn_t *hc, int status, const char *content_type, rt_chunk_t *body,
+                        size_t off, size_t len, const char *extra);
+/* Plain-text error response (status reason as the body unless msg given). */
+void http_respond_error(http_conn_t *hc, int status, const char *msg);
+const char *http_status_reason(int status);
+
+/* Parking: after returning from the handler without responding, the request
+ * stays open. on_abort (if set) is called once if the client goes away
+ * before the answer; hc is invalid after it returns. */
+void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void *ud), void *ud);
+bool http_conn_has_pending(const http_conn_t *hc);
+
+/* Takes the connection over for another protocol (WebSocket). The caller
+ * sets c->ops and c->data; hc is freed. Bytes after the request head are
+ * offered to the new ops immediately. */
+net_conn_t *http_conn_upgrade(http_conn_t *hc);
+net_conn_t *http_conn_net(const http_conn_t *hc);
+http_server_t *http_conn_server(const http_conn_t *hc);
+
+#endif

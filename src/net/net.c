@@ -1,0 +1,850 @@
+/* net: epoll loop, timer wheel, connections and listeners (see net.h). */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- timer wheel ----
+ * Level 0 has 256 slots of 1 ms; levels 1..4 have 64 slots, each covering
+ * 256, 16384, 1048576 and 67108864 ms. A timer sits in the lowest level whose
+ * span covers its distance; when level 0 wraps, the next slot of level 1 is
+ * re-distributed (cascaded), and so on upwards. Start, stop and expiry are
+ * O(1); a bitmap per level lets the loop find the next deadline quickly. */
+#define TW_L0_BITS 8
+#define TW_LN_BITS 6
+#define TW_L0 (1u << TW_L0_BITS)
+#define TW_LN (1u << TW_LN_BITS)
+#define TW_LEVELS 5
+
+typedef struct {
+    rt_list_t l0[TW_L0];
+    rt_list_t ln[TW_LEVELS - 1][TW_LN];
+    uint64_t bm0[TW_L0 / 64];
+    uint64_t bmn[TW_LEVELS - 1];
+    uint64_t jiffies; /* next tick (ms) to process */
+} timer_wheel_t;
+
+struct net_outq_node {
+    net_outq_node_t *next;
+    rt_chunk_t *chunk;
+    uint32_t off, len;
+};
+
+struct net_loop {
+    int epfd;
+    bool stop;
+    uint64_t now;
+    net_options_t opt;
+    char *rbuf;
+    timer_wheel_t tw;
+    net_conn_t *pending;   /* connections with queued output */
+    net_conn_t *closing;   /* closed, to be freed at end of turn */
+    net_conn_t **readable; /* resumed connections with retained input */
+    size_t nreadable, readable_cap;
+    net_outq_node_t *free_nodes;
+    size_t free_count;
+    struct {
+        net_hook_cb cb;
+        void *ud;
+    } hooks[8];
+    int nhooks;
+    net_timer_t soft_timer;
+    net_stats_t stats;
+};
+
+struct net_listener {
+    net_io_t io;
+    net_loop_t *loop;
+    net_accept_cb cb;
+    void *ud;
+    int port;
+    bool unix_sock;
+    int reserve_fd; /* spare fd closed to accept-and-drop when out of fds */
+    char *path;
+};
+
+/* ---- timers ---- */
+static void tw_bm_set(timer_wheel_t *tw, int level, unsigned slot)
+{
+    if (level == 0) tw->bm0[slot >> 6] |= 1ull << (slot & 63);
+    else tw->bmn[level - 1] |= 1ull << slot;
+}
+
+static void tw_bm_clear_if_empty(timer_wheel_t *tw, int level, unsigned slot)
+{
+    if (level == 0) {
+        if (rt_list_empty(&tw->l0[slot])) tw->bm0[slot >> 6] &= ~(1ull << (slot & 63));
+    } else if (rt_list_empty(&tw->ln[level - 1][slot])) {
+        tw->bmn[level - 1] &= ~(1ull << slot);
+    }
+}
+
+static void tw_insert(timer_wheel_t *tw, net_timer_t *t)
+{
+    uint64_t e = t->expire < tw->jiffies ? tw->jiffies : t->expire;
+    uint64_t d = e - tw->jiffies;
+    if (d < TW_L0) {
+        unsigned s = (unsigned)(e & (TW_L0 - 1));
+        rt_list_insert_tail(&tw->l0[s], &t->node);
+        tw_bm_set(tw, 0, s);
+        return;
+    }
+    for (int l = 1; l < TW_LEVELS; l++) {
+        unsigned shift = TW_L0_BITS + (unsigned)(l - 1) * TW_LN_BITS;
+        if (d < (1ull << (shift + TW_LN_BITS)) || l == TW_LEVELS - 1) {
+            if (d >= (1ull << (shift + TW_LN_BITS))) e = tw->jiffies + (1ull << (shift + TW_LN_BITS)) - 1;
+            unsigned s = (unsigned)((e >> shift) & (TW_LN - 1));
+            rt_list_insert_tail(&tw->ln[l - 1][s], &t->node);
+            tw_bm_set(tw, l, s);
+            return;
+        }
+    }
+}
+
+void net_timer_init(net_timer_t *t, net_timer_cb cb)
+{
+    t->node.prev = t->node.next = NULL;
+    t->expire = 0;
+    t->cb = cb;
+}
+
+void net_timer_stop(net_timer_t *t)
+{
+    if (!t->node.next || t->node.next == &t->node) return;
+    rt_list_remove(&t->node);
+    /* Bitmaps are cleared lazily: a stale bit only costs an empty-slot check. */
+}
+
+void net_timer_start(net_loop_t *loop, net_timer_t *t, uint64_t delay_ms)
+{
+    net_timer_stop(t);
+    t->expire = loop->now + delay_ms;
+    tw_insert(&loop->tw, t);
+}
+
+void net_timer_start_at(net_loop_t *loop, net_timer_t *t, uint64_t when_ms)
+{
+    net_timer_stop(t);
+    t->expire = when_ms;
+    tw_insert(&loop->tw, t);
+}
+
+static void tw_cascade(timer_wheel_t *tw, int level, unsigned slot)
+{
+    rt_list_t tmp, *it, *nx;
+    rt_list_t *head = &tw->ln[level - 1][slot];
+    if (rt_list_empty(head)) {
+        tw_bm_clear_if_empty(tw, level, slot);
+        return;
+    }
+    /* Move the list to tmp, then re-insert each timer at its proper level. */
+    tmp.next = head->next;
+    tmp.prev = head->prev;
+    tmp.next->prev = &tmp;
+    tmp.prev->next = &tmp;
+    rt_list_init(head);
+    tw_bm_clear_if_empty(tw, level, slot);
+    rt_list_foreach_safe(it, nx, &tmp)
+    {
+        net_timer_t *t = rt_container_of(it, net_timer_t, node);
+        rt_list_remove(it);
+        tw_insert(tw, t);
+    }
+}
+
+static void tw_run(net_loop_t *loop)
+{
+    timer_wheel_t *tw = &loop->tw;
+    while (tw->jiffies <= loop->now) {
+        uint64_t j = tw->jiffies;
+        unsigned s0 = (unsigned)(j & (TW_L0 - 1));
+        if (s0 == 0) {
+            for (int l = 1; l < TW_LEVELS; l++) {
+                unsigned shift = TW_L0_BITS + (unsigned)(l - 1) * TW_LN_BITS;
+                unsigned s = (unsigned)((j >> shift) & (TW_LN - 1));
+                tw_cascade(tw, l, s);
+                if (s != 0) break;
+            }
+        }
+        rt_list_t *head = &tw->l0[s0];
+        tw->jiffies = j + 1;
+        if (rt_list_empty(head)) {
+            tw_bm_clear_if_empty(tw, 0, s0);
+            continue;
+        }
+        rt_list_t tmp;
+        tmp.next = head->next;
+        tmp.prev = head->prev;
+        tmp.next->prev = &tmp;
+        tmp.prev->next = &tmp;
+        rt_list_init(head);
+        tw_bm_clear_if_empty(tw, 0, s0);
+        while (!rt_list_empty(&tmp)) {
+            net_timer_t *t = rt_container_of(tmp.next, net_timer_t, node);
+            rt_list_remove(&t->node);
+            t->cb(loop, t);
+        }
+    }
+}
+
+/* Milliseconds until the next timer may fire, or -1 when none is armed. */
+static int tw_timeout(net_loop_t *loop)
+{
+    timer_wheel_t *tw = &loop->tw;
+    uint64_t j = tw->jiffies;
+    if (j <= loop->now) return 0;
+    uint64_t next = UINT64_MAX;
+    for (unsigned k = 0; k < TW_L0; k++) {
+        unsigned s = (unsigned)((j + k) & (TW_L0 - 1));
+        if ((k & 63) == 0 && (s & 63) == 0 && !tw->bm0[s >> 6]) {
+            k += 63;
+            continue;
+        }
+        if (tw->bm0[s >> 6] & (1ull << (s & 63))) {
+            if (!rt_list_empty(&tw->l0[s])) {
+                next = j + k;
+                break;
+            }
+            tw->bm0[s >> 6] &= ~(1ull << (s & 63));
+        }
+    }
+    if (next == UINT64_MAX) {
+        for (int l = 1; l < TW_LEVELS && next == UINT64_MAX; l++) {
+            if (!tw->bmn[l - 1]) continue;
+            unsigned shift = TW_L0_BITS + (unsigned)(l - 1) * TW_LN_BITS;
+            uint64_t base = j >> shift;
+            for (unsigned k = 1; k <= TW_LN; k++) {
+                unsigned s = (unsigned)((base + k) & (TW_LN - 1));
+                if (tw->bmn[l - 1] & (1ull << s)) {
+                    if (rt_list_empty(&tw->ln[l - 1][s])) {
+                        tw->bmn[l - 1] &= ~(1ull << s);
+                        continue;
+                    }
+                    next = (base + k) << shift; /* wake to cascade that slot */
+                    break;
+                }
+            }
+        }
+    }
+    if (next == UINT64_MAX) return -1;
+    uint64_t d = next > loop->now ? next - loop->now : 0;
+    return d > 86400000 ? 86400000 : (int)d;
+}
+
+/* ---- loop ---- */
+void net_options_default(net_options_t *o)
+{
+    o->read_buffer = 256 * 1024;
+    o->out_soft_limit = 1 << 20;
+    o->out_soft_seconds = 10;
+    o->out_hard_limit = 16 << 20;
+    o->max_retained = 2 << 20;
+}
+
+static void soft_limit_tick(net_loop_t *loop, net_timer_t *t);
+
+net_loop_t *net_loop_new(const net_options_t *opt)
+{
+    net_loop_t *loop = rt_calloc(1, sizeof *loop);
+    if (opt) loop->opt = *opt;
+    else net_options_default(&loop->opt);
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0) {
+        free(loop);
+        return NULL;
+    }
+    loop->rbuf = rt_malloc(loop->opt.read_buffer);
+    for (unsigned i = 0; i < TW_L0; i++) rt_list_init(&loop->tw.l0[i]);
+    for (int l = 0; l < TW_LEVELS - 1; l++)
+        for (unsigned i = 0; i < TW_LN; i++) rt_list_init(&loop->tw.ln[l][i]);
+    loop->now = rt_now_ms();
+    loop->tw.jiffies = loop->now;
+    net_timer_init(&loop->soft_timer, soft_limit_tick);
+    return loop;
+}
+
+static void free_closing(net_loop_t *loop);
+
+void net_loop_free(net_loop_t *loop)
+{
+    if (!loop) return;
+    free_closing(loop);
+    while (loop->free_nodes) {
+        net_outq_node_t *n = loop->free_nodes;
+        loop->free_nodes = n->next;
+        free(n);
+    }
+    close(loop->epfd);
+    free(loop->readable);
+    free(loop->rbuf);
+    free(loop);
+}
+
+void net_loop_stop(net_loop_t *loop) { loop->stop = true; }
+uint64_t net_loop_now(const net_loop_t *loop) { return loop->now; }
+const net_stats_t *net_loop_stats(const net_loop_t *loop) { return &loop->stats; }
+
+void net_loop_add_hook(net_loop_t *loop, net_hook_cb cb, void *ud)
+{
+    rt_assert(loop->nhooks < (int)RT_ARRAY_LEN(loop->hooks));
+    loop->hooks[loop->nhooks].cb = cb;
+    loop->hooks[loop->nhooks].ud = ud;
+    loop->nhooks++;
+}
+
+int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    if (events == io->events) return 0;
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    int r = epoll_ctl(loop->epfd, op, io->fd, &ev);
+    if (r < 0 && op == EPOLL_CTL_MOD && errno == ENOENT)
+        r = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev);
+    if (r < 0 && op == EPOLL_CTL_DEL) r = 0; /* fd may already be closed */
+    if (r == 0) io->events = events;
+    return r < 0 ? RT_EIO : 0;
+}
+
+/* ---- connections ---- */
+static net_outq_node_t *node_get(net_loop_t *loop)
+{
+    net_outq_node_t *n = loop->free_nodes;
+    if (n) {
+        loop->free_nodes = n->next;
+        loop->free_count--;
+        return n;
+    }
+    return rt_malloc(sizeof *n);
+}
+
+static void node_put(net_loop_t *loop, net_outq_node_t *n)
+{
+    rt_chunk_unref(n->chunk);
+    if (loop->free_count >= 65536) {
+        free(n);
+        return;
+    }
+    n->next = loop->free_nodes;
+    loop->free_nodes = n;
+    loop->free_count++;
+}
+
+static void outq_clear(net_conn_t *c)
+{
+    while (c->out_head) {
+        net_outq_node_t *n = c->out_head;
+        c->out_head = n->next;
+        node_put(c->loop, n);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+static void conn_mark_pending(net_conn_t *c)
+{
+    if (c->flags & (NET_CONN_PENDING | NET_CONN_CLOSING)) return;
+    c->flags |= NET_CONN_PENDING;
+    c->next_pending = c->loop->pending;
+    c->loop->pending = c;
+}
+
+void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t len)
+{
+    if (c->flags & NET_CONN_CLOSING || len == 0) return;
+    net_loop_t *loop = c->loop;
+    if ((size_t)c->out_bytes + len > loop->opt.out_hard_limit) {
+        rt_warn("net", "closing slow consumer: %zu bytes queued", (size_t)c->out_bytes + len);
+        loop->stats.slow_closed++;
+        net_conn_close(c);
+        return;
+    }
+    net_outq_node_t *n = node_get(loop);
+    n->next = NULL;
+    n->chunk = rt_chunk_ref(chunk);
+    n->off = (uint32_t)off;
+    n->len = (uint32_t)len;
+    if (c->out_tail) c->out_tail->next = n;
+    else c->out_head = n;
+    c->out_tail = n;
+    c->out_bytes += (uint32_t)len;
+    conn_mark_pending(c);
+}
+
+void net_conn_write(net_conn_t *c, const void *p, size_t len)
+{
+    if (c->flags & NET_CONN_CLOSING || len == 0) return;
+    rt_chunk_t *ch = rt_chunk_from(p, len);
+    net_conn_write_chunk(c, ch, 0, len);
+    rt_chunk_unref(ch);
+}
+
+void net_conn_close(net_conn_t *c)
+{
+    if (c->flags & NET_CONN_CLOSING) return;
+    net_loop_t *loop = c->loop;
+    c->flags |= NET_CONN_CLOSING;
+    net_io_set(loop, &c->io, 0);
+    close(c->io.fd);
+    c->io.fd = -1;
+    outq_clear(c);
+    if (c->in) {
+        rt_buf_free(c->in);
+        free(c->in);
+        c->in = NULL;
+    }
+    /* Unlinked from pending/readable lists lazily (they skip CLOSING); the
+     * closing list is separate so a node is on at most one list at a time
+     * once the pending pass drops closing connections. */
+    if (!(c->flags & NET_CONN_PENDING)) {
+        c->next_pending = loop->closing;
+        loop->closing = c;
+    }
+    loop->stats.closed++;
+    loop->stats.conns--;
+}
+
+void net_conn_shutdown(net_conn_t *c)
+{
+    if (c->flags & NET_CONN_CLOSING) return;
+    c->flags |= NET_CONN_SHUTDOWN;
+    if (!c->out_head) {
+        net_conn_close(c);
+        return;
+    }
+    net_conn_pause(c);
+    shutdown(c->io.fd, SHUT_RD);
+}
+
+void net_conn_pause(net_conn_t *c)
+{
+    if (c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED)) return;
+    c->flags |= NET_CONN_PAUSED;
+    net_io_set(c->loop, &c->io, c->io.events & ~(uint32_t)EPOLLIN);
+}
+
+void net_conn_resume(net_conn_t *c)
+{
+    if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return;
+    if (c->flags & NET_CONN_PAUSED) {
+        c->flags &= ~NET_CONN_PAUSED;
+        net_io_set(c->loop, &c->io, c->io.events | EPOLLIN);
+    }
+    if (c->in && c->in->len && !(c->flags & NET_CONN_READABLE_Q)) {
+        /* Offer the retained input again from the loop, not from here: the
+         * caller is usually inside a callback of this very connection. */
+        net_loop_t *loop = c->loop;
+        if (loop->nreadable == loop->readable_cap) {
+            loop->readable_cap = loop->readable_cap ? loop->readable_cap * 2 : 16;
+            loop->readable = rt_realloc(loop->readable, loop->readable_cap * sizeof(net_conn_t *));
+        }
+        loop->readable[loop->nreadable++] = c;
+        c->flags |= NET_CONN_READABLE_Q;
+    }
+}
+
+void net_conn_peer(const net_conn_t *c, char *out, size_t n)
+{
+    if (c->flags & NET_CONN_UNIX) {
+        snprintf(out, n, "unix");
+        return;
+    }
+    struct in_addr a = {.s_addr = c->peer_addr};
+    inet_ntop(AF_INET, &a, out, (socklen_t)n);
+}
+
+/* Feeds data to the owner, following ops changes (an HTTP upgrade hands the
+ * rest of the bytes to the WebSocket layer). Returns bytes consumed. */
+static size_t conn_feed(net_conn_t *c, char *data, size_t len)
+{
+    size_t done = 0;
+    while (done < len && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED))) {
+        const net_conn_ops_t *ops = c->ops;
+        size_t n = ops->on_read(c, data + done, len - done);
+        done += n;
+        if (c->ops == ops) break;
+    }
+    return done;
+}
+
+static void conn_retain(net_conn_t *c, const char *p, size_t n)
+{
+    if (!c->in) c->in = rt_calloc(1, sizeof *c->in);
+    if (c->in->data != p) {
+        c->in->len = 0;
+        rt_buf_append(c->in, p, n);
+    } else {
+        c->in->len = n;
+    }
+}
+
+static void conn_release_in(net_conn_t *c)
+{
+    if (c->in) {
+        rt_buf_free(c->in);
+        free(c->in);
+        c->in = NULL;
+    }
+}
+
+static void conn_process_retained(net_conn_t *c)
+{
+    if (!c->in || !c->in->len) return;
+    size_t n = conn_feed(c, c->in->data, c->in->len);
+    if (c->flags & NET_CONN_CLOSING) return;
+    if (n >= c->in->len) conn_release_in(c);
+    else if (n) rt_buf_consume(c->in, n);
+}
+
+static void conn_on_readable(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    for (int rounds = 0; rounds < 4 && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED)); rounds++) {
+        char *dst;
+        size_t room;
+        bool own = c->in && c->in->len;
+        if (own) {
+            rt_buf_reserve(c->in, 16384);
+            dst = c->in->data + c->in->len;
+            room = c->in->cap - c->in->len;
+        } else {
+            dst = loop->rbuf;
+            room = loop->opt.read_buffer;
+        }
+        ssize_t r = read(c->io.fd, dst, room);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) net_conn_close(c);
+            return;
+        }
+        if (r == 0) {
+            net_conn_close(c);
+            return;
+        }
+        loop->stats.bytes_in += (uint64_t)r;
+        if (own) {
+            c->in->len += (size_t)r;
+            conn_process_retained(c);
+        } else {
+            size_t n = conn_feed(c, dst, (size_t)r);
+            if (c->flags & NET_CONN_CLOSING) return;
+            if (n < (size_t)r) conn_retain(c, dst + n, (size_t)r - n);
+        }
+        if (c->in && c->in->len > loop->opt.max_retained) {
+            rt_warn("net", "closing connection holding %zu bytes of partial input", c->in->len);
+            net_conn_close(c);
+            return;
+        }
+        if ((size_t)r < room) return;
+    }
+}
+
+/* Writes as much queued output as the socket takes. */
+static void conn_flush(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    struct iovec iov[64];
+    size_t budget = 4 << 20; /* bytes per socket per turn: keeps turns short */
+    while (c->out_head && budget) {
+        int n = 0;
+        size_t total = 0;
+        for (net_outq_node_t *q = c->out_head; q && n < 64; q = q->next, n++) {
+            iov[n].iov_base = q->chunk->data + q->off;
+            iov[n].iov_len = q->len;
+            total += q->len;
+        }
+        ssize_t w = writev(c->io.fd, iov, n);
+        loop->stats.writev_calls++;
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            net_conn_close(c);
+            return;
+        }
+        loop->stats.bytes_out += (uint64_t)w;
+        c->out_bytes -= (uint32_t)w;
+        budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
+        size_t left = (size_t)w;
+        while (left) {
+            net_outq_node_t *q = c->out_head;
+            if (left >= q->len) {
+                left -= q->len;
+                c->out_head = q->next;
+                node_put(loop, q);
+            } else {
+                q->off += (uint32_t)left;
+                q->len -= (uint32_t)left;
+                left = 0;
+            }
+        }
+        if (!c->out_head) c->out_tail = NULL;
+        if ((size_t)w < total) break; /* the socket buffer is full */
+    }
+    uint32_t want = c->flags & NET_CONN_PAUSED ? 0 : EPOLLIN;
+    if (c->out_head) {
+        want |= EPOLLOUT;
+        if (c->out_bytes > loop->opt.out_soft_limit) {
+            uint32_t now_s = (uint32_t)(loop->now / 1000);
+            if (!c->soft_since) c->soft_since = now_s ? now_s : 1;
+            if (!net_timer_active(&loop->soft_timer)) net_timer_start(loop, &loop->soft_timer, 1000);
+        } else {
+            c->soft_since = 0;
+        }
+    } else {
+        c->soft_since = 0;
+        if (c->flags & NET_CONN_SHUTDOWN) {
+            net_conn_close(c);
+            return;
+        }
+    }
+    net_io_set(loop, &c->io, want);
+}
+
+/* Soft output limit: a connection that stays above it for out_soft_seconds
+ * is closed. Checked from the pending pass; this timer just makes sure the
+ * loop wakes up while some connection is over the limit. */
+static void soft_limit_tick(net_loop_t *loop, net_timer_t *t) { RT_UNUSED(loop), RT_UNUSED(t); }
+
+static void conn_check_soft(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (c->soft_since && (uint32_t)(loop->now / 1000) - c->soft_since >= loop->opt.out_soft_seconds) {
+        rt_warn("net", "closing slow consumer: %u bytes queued for %us", c->out_bytes,
+                loop->opt.out_soft_seconds);
+        loop->stats.slow_closed++;
+        net_conn_close(c);
+    }
+}
+
+static void conn_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    net_conn_t *c = (net_conn_t *)io;
+    RT_UNUSED(loop);
+    if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
+        net_conn_close(c);
+        return;
+    }
+    if (events & EPOLLIN) conn_on_readable(c);
+    if (c->flags & NET_CONN_CLOSING) return;
+    if (events & EPOLLOUT) {
+        conn_flush(c);
+        if (!(c->flags & NET_CONN_CLOSING)) conn_check_soft(c);
+    }
+}
+
+static net_conn_t *conn_new(net_loop_t *loop, int fd)
+{
+    net_conn_t *c = rt_calloc(1, sizeof *c);
+    c->io.fd = fd;
+    c->io.cb = conn_io_cb;
+    c->loop = loop;
+    loop->stats.accepted++;
+    loop->stats.conns++;
+    return c;
+}
+
+static void flush_pending(net_loop_t *loop)
+{
+    net_conn_t *c = loop->pending;
+    loop->pending = NULL;
+    while (c) {
+        net_conn_t *next = c->next_pending;
+        c->flags &= ~NET_CONN_PENDING;
+        if (c->flags & NET_CONN_CLOSING) {
+            c->next_pending = loop->closing;
+            loop->closing = c;
+        } else {
+            conn_flush(c);
+            if (!(c->flags & NET_CONN_CLOSING)) conn_check_soft(c);
+            /* conn_flush may have closed c; net_conn_close only queues it
+             * for freeing when it is not pending, and it no longer is. */
+        }
+        c = next;
+    }
+}
+
+/* Connections resumed with retained input get it offered again. */
+static void process_readable(net_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nreadable; i++) {
+        net_conn_t *c = loop->readable[i];
+        c->flags &= ~NET_CONN_READABLE_Q;
+        if (!(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED))) conn_process_retained(c);
+    }
+    loop->nreadable = 0;
+}
+
+static void free_closing(net_loop_t *loop)
+{
+    while (loop->closing) {
+        net_conn_t *c = loop->closing;
+        loop->closing = c->next_pending;
+        if (c->flags & NET_CONN_PENDING) continue; /* re-queued: freed later */
+        if (c->flags & NET_CONN_READABLE_Q) {
+            for (size_t i = 0; i < loop->nreadable; i++)
+                if (loop->readable[i] == c) loop->readable[i] = loop->readable[--loop->nreadable];
+        }
+        if (c->ops && c->ops->on_close) c->ops->on_close(c);
+        free(c);
+    }
+}
+
+int net_loop_run(net_loop_t *loop)
+{
+    struct epoll_event evs[256];
+    while (!loop->stop) {
+        process_readable(loop);
+        for (int i = 0; i < loop->nhooks; i++) loop->hooks[i].cb(loop, loop->hooks[i].ud);
+        flush_pending(loop);
+        free_closing(loop);
+        if (loop->stop) break;
+        int timeout = loop->pending ? 0 : tw_timeout(loop);
+        int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), timeout);
+        loop->now = rt_now_ms();
+        loop->stats.turns++;
+        if (n < 0 && errno != EINTR) {
+            rt_error("net", "epoll_wait: %s", strerror(errno));
+            return RT_EIO;
+        }
+        for (int i = 0; i < n; i++) {
+            net_io_t *io = evs[i].data.ptr;
+            if (io->fd < 0) continue;
+            io->cb(loop, io, evs[i].events);
+        }
+        process_readable(loop);
+        tw_run(loop);
+    }
+    flush_pending(loop);
+    free_closing(loop);
+    return 0;
+}
+
+/* ---- listeners ---- */
+
+static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    net_listener_t *l = (net_listener_t *)io;
+    RT_UNUSED(events);
+    for (int i = 0; i < 256; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if ((errno == EMFILE || errno == ENFILE) && l->reserve_fd >= 0) {
+                /* Out of descriptors: accept with the spare one and drop the
+                 * client, so the backlog does not spin the loop. */
+                close(l->reserve_fd);
+                int tmp = accept(l->io.fd, NULL, NULL);
+                if (tmp >= 0) close(tmp);
+                l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                rt_warn("net", "out of file descriptors: dropped a connection");
+            }
+            return;
+        }
+        if (!l->unix_sock) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        net_conn_t *c = conn_new(loop, fd);
+        if (l->unix_sock) c->flags |= NET_CONN_UNIX;
+        else if (ss.ss_family == AF_INET) c->peer_addr = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
+        l->cb(l, c);
+        if (!(c->flags & NET_CONN_CLOSING)) net_io_set(loop, &c->io, EPOLLIN);
+    }
+}
+
+static net_listener_t *listener_new(net_loop_t *loop, int fd, net_accept_cb cb, void *ud)
+{
+    net_listener_t *l = rt_calloc(1, sizeof *l);
+    l->io.fd = fd;
+    l->io.cb = listener_cb;
+    l->loop = loop;
+    l->cb = cb;
+    l->ud = ud;
+    l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    net_io_set(loop, &l->io, EPOLLIN);
+    return l;
+}
+
+net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
+                               void *ud, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (host && *host && strcmp(host, "*") != 0) {
+        if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+        if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+            snprintf(err, errlen, "invalid listen address '%s'", host);
+            return NULL;
+        }
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
+                 strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    net_listener_t *l = listener_new(loop, fd, cb, ud);
+    l->port = ntohs(sa.sin_port);
+    return l;
+}
+
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
+                                char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "unix socket path too long: %s", path);
+        return NULL;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    net_listener_t *l = listener_new(loop, fd, cb, ud);
+    l->unix_sock = true;
+    l->path = rt_strndup(path, strlen(path));
+    return l;
+}
+
+void *net_listener_data(const net_listener_t *l) { return l->ud; }
+int net_listener_port(const net_listener_t *l) { return l->port; }
+
+void net_listener_close(net_listener_t *l)
+{
+    if (!l) return;
+    net_io_set(l->loop, &l->io, 0);
+    close(l->io.fd);
+    if (l->reserve_fd >= 0) close(l->reserve_fd);
+    if (l->path) {
+        unlink(l->path);
+        free(l->path);
+    }
+    free(l);
+}

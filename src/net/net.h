@@ -1,0 +1,148 @@
+/* net: the epoll event loop, millisecond timers, listeners and buffered
+ * connections.
+ *
+ * Reading: every connection reads into one shared per-loop buffer; only a
+ * connection that holds a partial message keeps its own copy of the leftover
+ * bytes, so an idle connection owns no read buffer.
+ *
+ * Writing: a connection's out-queue holds references to refcounted chunks
+ * (rt_chunk_t), so a broadcast frame built once is shared by every member.
+ * Writes are queued during the loop turn and flushed with writev once per
+ * turn before the loop sleeps; EPOLLOUT is armed only after a partial write.
+ *
+ * Closing: net_conn_close() marks and detaches; ops->on_close() runs and the
+ * memory is freed at the end of the loop turn, never inside a callback. */
+#ifndef RT_NET_H
+#define RT_NET_H
+#include "base/base.h"
+
+#include <sys/uio.h>
+
+typedef struct net_loop net_loop_t;
+typedef struct net_io net_io_t;
+typedef struct net_timer net_timer_t;
+typedef struct net_conn net_conn_t;
+typedef struct net_listener net_listener_t;
+
+/* ---- raw fd watchers (listeners, connections, signalfd, libcurl, hiredis) ---- */
+typedef void (*net_io_cb)(net_loop_t *loop, net_io_t *io, uint32_t events);
+struct net_io {
+    int fd;
+    uint32_t events; /* EPOLLIN / EPOLLOUT interest currently registered */
+    net_io_cb cb;
+};
+enum { NET_READ = 1u, NET_WRITE = 4u }; /* == EPOLLIN, EPOLLOUT */
+/* Registers, changes or removes (events == 0) interest in io->fd. */
+int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events);
+
+/* ---- timers: hierarchical wheel, 1 ms resolution, O(1) start/stop ---- */
+typedef void (*net_timer_cb)(net_loop_t *loop, net_timer_t *t);
+struct net_timer {
+    rt_list_t node; /* unlinked (next == NULL or self) when idle */
+    uint64_t expire;
+    net_timer_cb cb;
+};
+void net_timer_init(net_timer_t *t, net_timer_cb cb);
+/* (Re)arms t to fire once delay_ms from now (the loop's cached time). */
+void net_timer_start(net_loop_t *loop, net_timer_t *t, uint64_t delay_ms);
+/* Arms t for an absolute loop time (ms); a past time fires on the next tick. */
+void net_timer_start_at(net_loop_t *loop, net_timer_t *t, uint64_t when_ms);
+void net_timer_stop(net_timer_t *t);
+static inline bool net_timer_active(const net_timer_t *t) { return rt_list_linked(&t->node); }
+
+/* ---- the loop ---- */
+typedef struct {
+    size_t read_buffer;   /* shared read buffer size (default 256 KiB) */
+    size_t out_soft_limit; /* queued bytes tolerated for out_soft_seconds (default 1 MiB) */
+    unsigned out_soft_seconds; /* default 10 */
+    size_t out_hard_limit; /* queued bytes that close a connection at once (default 16 MiB) */
+    size_t max_retained;  /* partial input a connection may keep (default 2 MiB) */
+} net_options_t;
+void net_options_default(net_options_t *o);
+
+typedef void (*net_hook_cb)(net_loop_t *loop, void *ud);
+
+net_loop_t *net_loop_new(const net_options_t *opt);
+void net_loop_free(net_loop_t *loop);
+/* Runs until net_loop_stop(). Returns 0. */
+int net_loop_run(net_loop_t *loop);
+void net_loop_stop(net_loop_t *loop);
+/* Cached monotonic time in ms, refreshed after every epoll_wait. */
+uint64_t net_loop_now(const net_loop_t *loop);
+/* Called once per loop turn before pending writes are flushed (e.g. to
+ * drive libcurl or flush batched work). At most 8 hooks. */
+void net_loop_add_hook(net_loop_t *loop, net_hook_cb cb, void *ud);
+/* Counters for metrics and tests. */
+typedef struct {
+    uint64_t accepted, closed, bytes_in, bytes_out, writev_calls, slow_closed, turns;
+    uint64_t conns; /* currently open */
+} net_stats_t;
+const net_stats_t *net_loop_stats(const net_loop_t *loop);
+
+/* ---- connections ---- */
+typedef struct {
+    /* New input: data[0..len) is the retained partial input followed by the
+     * bytes just read; data is mutable. Returns how many bytes were consumed;
+     * the rest is kept for the next call. May close the connection, change
+     * c->ops (the rest is then offered to the new ops at once), or pause. */
+    size_t (*on_read)(net_conn_t *c, char *data, size_t len);
+    /* Called once, at the end of the loop turn in which the connection was
+     * closed (by anyone, or by the peer). c->data is still set; c is freed
+     * right after it returns. */
+    void (*on_close)(net_conn_t *c);
+} net_conn_ops_t;
+
+typedef struct net_outq_node net_outq_node_t;
+
+enum {
+    NET_CONN_CLOSING = 1u << 0,    /* closed: no more I/O, freed at end of turn */
+    NET_CONN_PENDING = 1u << 1,    /* in the loop's pending-write list */
+    NET_CONN_PAUSED = 1u << 2,     /* reading paused by the owner */
+    NET_CONN_SHUTDOWN = 1u << 3,   /* close once the out-queue drains */
+    NET_CONN_UNIX = 1u << 4,       /* accepted on a Unix socket */
+    NET_CONN_READABLE_Q = 1u << 5, /* queued to have retained input offered again */
+};
+
+struct net_conn {
+    net_io_t io;               /* must stay first */
+    uint32_t flags;
+    uint32_t out_bytes;        /* bytes queued, not yet written */
+    const net_conn_ops_t *ops;
+    void *data;                /* owner */
+    net_loop_t *loop;
+    rt_buf_t *in;              /* retained partial input; NULL while idle */
+    net_outq_node_t *out_head, *out_tail;
+    net_conn_t *next_pending;  /* pending-write / closing list link */
+    uint32_t soft_since;       /* loop time (s) when the soft limit was first exceeded */
+    uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
+};
+
+/* Queues len bytes of chunk starting at off; takes a new reference. */
+void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t len);
+/* Copies p into a fresh chunk and queues it. */
+void net_conn_write(net_conn_t *c, const void *p, size_t len);
+/* Closes now, dropping queued output. Idempotent. */
+void net_conn_close(net_conn_t *c);
+/* Stops reading and closes once queued output is written (bounded by 5 s). */
+void net_conn_shutdown(net_conn_t *c);
+void net_conn_pause(net_conn_t *c);
+/* Resumes reading (if paused) and offers retained input again in this loop
+ * turn; also used by an owner that returned 0 while busy and is ready now. */
+void net_conn_resume(net_conn_t *c);
+static inline bool net_conn_closing(const net_conn_t *c) { return c->flags & NET_CONN_CLOSING; }
+/* Writes the peer address as text ("127.0.0.1:4242", "unix") into out. */
+void net_conn_peer(const net_conn_t *c, char *out, size_t n);
+
+/* ---- listeners ---- */
+typedef void (*net_accept_cb)(net_listener_t *l, net_conn_t *c);
+/* Binds host:port (host NULL or "" = all interfaces; port 0 = ephemeral). */
+net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
+                               void *ud, char *err, size_t errlen);
+/* Binds a Unix socket path (an existing stale socket file is replaced). */
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
+                                char *err, size_t errlen);
+void *net_listener_data(const net_listener_t *l);
+int net_listener_port(const net_listener_t *l);
+void net_listener_close(net_listener_t *l);
+
+#endif

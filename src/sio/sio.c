@@ -1,0 +1,825 @@
+/* sio: Socket.IO v5 server (see sio.h).
+ *
+ * Ownership: a client (one per Engine.IO session) owns its namespace
+ * sockets; a socket owns its room memberships. A socket is freed when it has
+ * left (CLOSED) and no middleware holds a reference. Rooms and dynamic child
+ * namespaces are freed when they become empty.
+ *
+ * Room index (both directions, like Redis pubsub):
+ *
+ *   room "doc:ToDo/1" --members--> [m1] <-> [m2] <-> ...   (join order)
+ *   socket ----rooms---> m1 -> m7 -> ...                    (singly linked)
+ *   each member node links the two, so join/leave are O(1) after lookup. */
+#include "sio.h"
+
+#include <stdio.h>
+
+typedef struct sio_room {
+    rt_list_t members;
+    uint32_t count;
+    uint32_t namelen;
+    char name[];
+} sio_room_t;
+
+typedef struct sio_member {
+    rt_list_t in_room;
+    sio_socket_t *s;
+    sio_room_t *room;
+    struct sio_member *next; /* next room of the same socket */
+} sio_member_t;
+
+typedef struct sio_pending_ack {
+    struct sio_pending_ack *next;
+    uint64_t id;
+    sio_ack_cb cb;
+    void *ud;
+} sio_pending_ack_t;
+
+enum { SOCK_PENDING, SOCK_CONNECTED, SOCK_CLOSED };
+
+struct sio_socket {
+    sio_client_t *client;
+    sio_nsp_t *nsp;
+    sio_socket_t *next_in_client;
+    rt_list_t nsp_link;
+    sio_member_t *rooms;
+    void *data;
+    char *auth; /* CONNECT payload kept while the middleware decides */
+    sio_pending_ack_t *acks;
+    uint64_t seq;
+    uint32_t refs;
+    uint32_t bcast_gen;
+    uint32_t next_ack;
+    uint8_t state;
+    char id[21];
+};
+
+struct sio_nsp {
+    sio_server_t *srv;
+    sio_nsp_handler_t h;
+    void *ud;
+    rt_list_t sockets;
+    size_t nsockets;  /* connected */
+    size_t nalloc;    /* socket structs pointing here (pending, connected, held) */
+    rt_map_t rooms;
+    bool dynamic;
+    bool cleanup_queued;
+    char *name;
+    size_t namelen;
+};
+
+/* A binary packet waiting for its attachments. */
+typedef struct {
+    char *text; /* copy of the packet text */
+    size_t text_len;
+    uint32_t want, have;
+    rt_slice_t att[SIO_MAX_ATTACHMENTS];
+} sio_binpending_t;
+
+struct sio_client {
+    sio_server_t *srv;
+    eio_session_t *eio;
+    sio_socket_t *sockets;
+    sio_binpending_t *bin;
+    void *data;
+    rt_list_t connect_wait; /* in srv->connect_wait until a namespace is joined */
+    uint64_t connect_deadline;
+};
+
+typedef struct {
+    bool (*match)(rt_slice_t name, void *ud);
+    sio_nsp_handler_t h;
+    void *ud;
+} sio_dynamic_t;
+
+struct sio_server {
+    eio_server_t *eio;
+    net_loop_t *loop;
+    sio_options_t opt;
+    sio_client_handler_t ch;
+    void *ch_ud;
+    rt_map_t nsps;
+    sio_dynamic_t dyn[8];
+    int ndyn;
+    rt_list_t connect_wait;
+    net_timer_t connect_timer;
+    sio_nsp_t **cleanup;
+    size_t ncleanup, cleanup_cap;
+    uint32_t bcast_gen;
+    uint64_t seq;
+    rt_buf_t enc;    /* scratch for encoding */
+    rt_buf_t evname; /* scratch for the decoded event name */
+    uint8_t rand_pool[15 * 64];
+    size_t rand_left;
+    sio_stats_t stats;
+};
+
+static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
+static const char REASON_SERVER_NSP[] = "server namespace disconnect";
+
+void sio_options_default(sio_options_t *o) { o->connect_timeout = 45000; }
+
+/* ---- small accessors ---- */
+rt_slice_t sio_nsp_name(const sio_nsp_t *nsp) { return rt_slice(nsp->name, nsp->namelen); }
+size_t sio_nsp_sockets(const sio_nsp_t *nsp) { return nsp->nsockets; }
+void *sio_client_data(const sio_client_t *c) { return c->data; }
+void sio_client_set_data(sio_client_t *c, void *ud) { c->data = ud; }
+eio_session_t *sio_client_session(const sio_client_t *c) { return c->eio; }
+const char *sio_socket_id(const sio_socket_t *s) { return s->id; }
+sio_nsp_t *sio_socket_nsp(const sio_socket_t *s) { return s->nsp; }
+sio_client_t *sio_socket_client(const sio_socket_t *s) { return s->client; }
+void *sio_socket_data(const sio_socket_t *s) { return s->data; }
+void sio_socket_set_data(sio_socket_t *s, void *ud) { s->data = ud; }
+bool sio_socket_connected(const sio_socket_t *s) { return s->state == SOCK_CONNECTED; }
+uint64_t sio_socket_seq(const sio_socket_t *s) { return s->seq; }
+eio_server_t *sio_server_eio(const sio_server_t *srv) { return srv->eio; }
+const sio_stats_t *sio_server_stats(const sio_server_t *srv) { return &srv->stats; }
+
+static void new_id(sio_server_t *srv, char out[21])
+{
+    if (srv->rand_left < 15) {
+        rt_random_bytes(srv->rand_pool, sizeof srv->rand_pool);
+        srv->rand_left = sizeof srv->rand_pool;
+    }
+    srv->rand_left -= 15;
+    rt_base64url(out, srv->rand_pool + srv->rand_left, 15);
+    out[20] = 0;
+}
+
+/* ---- encoding and sending ---- */
+static void client_send_text(sio_client_t *c, const rt_buf_t *b)
+{
+    if (c && c->eio) eio_session_send(c->eio, false, b->data, b->len);
+}
+
+static void client_send_attachments(sio_client_t *c, const rt_slice_t *att, uint32_t n)
+{
+    for (uint32_t i = 0; c && c->eio && i < n; i++) eio_session_send(c->eio, true, att[i].p, att[i].n);
+}
+
+/* Encodes `<type>[n-][nsp,][id]` into srv->enc (reset first). */
+static rt_buf_t *enc_head(sio_nsp_t *nsp, sio_type_t type, uint32_t nattach, int64_t id)
+{
+    rt_buf_t *b = &nsp->srv->enc;
+    b->len = 0;
+    sio_packet_head(b, type, sio_nsp_name(nsp), nattach, id);
+    return b;
+}
+
+static void enc_array(rt_buf_t *b, rt_slice_t event, rt_slice_t args)
+{
+    rt_buf_putc(b, '[');
+    if (event.p) rt_buf_append_json_string(b, event);
+    if (event.p && args.n) rt_buf_putc(b, ',');
+    rt_buf_append_slice(b, args);
+    rt_buf_putc(b, ']');
+}
+
+void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
+              uint32_t nattach)
+{
+    if (s->state != SOCK_CONNECTED) return;
+    rt_buf_t *b = enc_head(s->nsp, nattach ? SIO_BINARY_EVENT : SIO_EVENT, nattach, -1);
+    enc_array(b, event, args);
+    client_send_text(s->client, b);
+    client_send_attachments(s->client, attachments, nattach);
+}
+
+void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_ack_cb cb, void *ud)
+{
+    if (s->state != SOCK_CONNECTED) {
+        cb(s, RT_SLICE_NULL, NULL, 0, true, ud);
+        return;
+    }
+    sio_pending_ack_t *a = rt_malloc(sizeof *a);
+    a->id = s->next_ack++;
+    a->cb = cb;
+    a->ud = ud;
+    a->next = s->acks;
+    s->acks = a;
+    rt_buf_t *b = enc_head(s->nsp, SIO_EVENT, 0, (int64_t)a->id);
+    enc_array(b, event, args);
+    client_send_text(s->client, b);
+}
+
+void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t *attachments,
+             uint32_t nattach)
+{
+    if (s->state != SOCK_CONNECTED || ack_id < 0) return;
+    rt_buf_t *b = enc_head(s->nsp, nattach ? SIO_BINARY_ACK : SIO_ACK, nattach, ack_id);
+    enc_array(b, RT_SLICE_NULL, args);
+    client_send_text(s->client, b);
+    client_send_attachments(s->client, attachments, nattach);
+}
+
+/* ---- rooms ---- */
+static sio_room_t *room_get(sio_nsp_t *nsp, rt_slice_t name, bool create)
+{
+    sio_room_t *r = rt_map_get(&nsp->rooms, name);
+    if (r || !create) return r;
+    r = rt_malloc(sizeof *r + name.n + 1);
+    rt_list_init(&r->members);
+    r->count = 0;
+    r->namelen = (uint32_t)name.n;
+    memcpy(r->name, name.p, name.n);
+    r->name[name.n] = 0;
+    rt_map_put(&nsp->rooms, rt_slice(r->name, name.n), r);
+    return r;
+}
+
+static void nsp_maybe_cleanup(sio_nsp_t *nsp);
+
+static void member_remove(sio_member_t *m)
+{
+    sio_room_t *r = m->room;
+    sio_nsp_t *nsp = m->s->nsp;
+    rt_list_remove(&m->in_room);
+    if (--r->count == 0) {
+        rt_map_del(&nsp->rooms, rt_slice(r->name, r->namelen));
+        free(r);
+    }
+    free(m);
+}
+
+void sio_join(sio_socket_t *s, rt_slice_t room)
+{
+    if (s->state != SOCK_CONNECTED) return;
+    for (sio_member_t *m = s->rooms; m; m = m->next)
+        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) return;
+    sio_room_t *r = room_get(s->nsp, room, true);
+    sio_member_t *m = rt_malloc(sizeof *m);
+    m->s = s;
+    m->room = r;
+    m->next = s->rooms;
+    s->rooms = m;
+    rt_list_insert_tail(&r->members, &m->in_room);
+    r->count++;
+}
+
+void sio_leave(sio_socket_t *s, rt_slice_t room)
+{
+    for (sio_member_t **pp = &s->rooms; *pp; pp = &(*pp)->next) {
+        sio_member_t *m = *pp;
+        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) {
+            *pp = m->next;
+            member_remove(m);
+            return;
+        }
+    }
+}
+
+void sio_leave_all(sio_socket_t *s)
+{
+    while (s->rooms) {
+        sio_member_t *m = s->rooms;
+        s->rooms = m->next;
+        member_remove(m);
+    }
+}
+
+bool sio_in_room(const sio_socket_t *s, rt_slice_t room)
+{
+    for (sio_member_t *m = s->rooms; m; m = m->next)
+        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) return true;
+    return false;
+}
+
+size_t sio_room_size(sio_nsp_t *nsp, rt_slice_t room)
+{
+    sio_room_t *r = room_get(nsp, room, false);
+    return r ? r->count : 0;
+}
+
+void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg), void *arg)
+{
+    sio_room_t *r = room_get(nsp, room, false);
+    if (!r) return;
+    rt_list_t *it, *nx;
+    rt_list_foreach_safe(it, nx, &r->members) fn(rt_container_of(it, sio_member_t, in_room)->s, arg);
+}
+
+/* ---- broadcast: encode once, frame once, reference N times ---- */
+static inline void deliver(sio_socket_t *s, const eio_shared_t *m)
+{
+    if (s->client && s->client->eio) eio_session_send_shared(s->client->eio, m);
+}
+
+size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
+                     const sio_socket_t *except, rt_slice_t body)
+{
+    sio_server_t *srv = nsp->srv;
+    /* Resolve rooms first: nobody to deliver to means nothing to encode. */
+    sio_room_t *rs[64];
+    size_t nr = 0;
+    for (size_t i = 0; i < nrooms && nr < RT_ARRAY_LEN(rs); i++) {
+        sio_room_t *r = room_get(nsp, rooms[i], false);
+        if (r) rs[nr++] = r;
+    }
+    if (nrooms ? nr == 0 : nsp->nsockets == 0) return 0;
+
+    rt_buf_t *b = &srv->enc;
+    b->len = 0;
+    rt_buf_reserve(b, EIO_SHARED_RESERVE + nsp->namelen + body.n + 8);
+    b->len = EIO_SHARED_RESERVE;
+    sio_packet_head(b, SIO_EVENT, sio_nsp_name(nsp), 0, -1);
+    rt_buf_putc(b, '[');
+    rt_buf_append_slice(b, body);
+    rt_buf_putc(b, ']');
+    eio_shared_t m = eio_shared_from_buf(b);
+
+    size_t n = 0;
+    srv->stats.broadcasts++;
+    if (nrooms == 0) {
+        rt_list_t *it;
+        for (it = nsp->sockets.next; it != &nsp->sockets; it = it->next) {
+            sio_socket_t *s = rt_container_of(it, sio_socket_t, nsp_link);
+            if (s == except) continue;
+            deliver(s, &m);
+            n++;
+        }
+    } else if (nr == 1) {
+        rt_list_t *it;
+        for (it = rs[0]->members.next; it != &rs[0]->members; it = it->next) {
+            sio_socket_t *s = rt_container_of(it, sio_member_t, in_room)->s;
+            if (s == except) continue;
+            deliver(s, &m);
+            n++;
+        }
+    } else {
+        /* Union of several rooms: a generation stamp marks sockets already
+         * served by this broadcast, so nobody gets it twice. */
+        uint32_t gen = ++srv->bcast_gen;
+        if (gen == 0) gen = ++srv->bcast_gen;
+        for (size_t i = 0; i < nr; i++) {
+            rt_list_t *it;
+            for (it = rs[i]->members.next; it != &rs[i]->members; it = it->next) {
+                sio_socket_t *s = rt_container_of(it, sio_member_t, in_room)->s;
+                if (s == except || s->bcast_gen == gen) continue;
+                s->bcast_gen = gen;
+                deliver(s, &m);
+                n++;
+            }
+        }
+    }
+    eio_shared_release(&m);
+    srv->stats.deliveries += n;
+    return n;
+}
+
+/* ---- namespaces ---- */
+static sio_nsp_t *nsp_new(sio_server_t *srv, rt_slice_t name, const sio_nsp_handler_t *h, void *ud,
+                          bool dynamic)
+{
+    sio_nsp_t *nsp = rt_calloc(1, sizeof *nsp);
+    nsp->srv = srv;
+    nsp->h = *h;
+    nsp->ud = ud;
+    nsp->dynamic = dynamic;
+    nsp->name = rt_strndup(name.p, name.n);
+    nsp->namelen = name.n;
+    rt_list_init(&nsp->sockets);
+    rt_map_init(&nsp->rooms);
+    rt_map_put(&srv->nsps, rt_slice(nsp->name, nsp->namelen), nsp);
+    return nsp;
+}
+
+static void nsp_free(sio_nsp_t *nsp)
+{
+    rt_map_del(&nsp->srv->nsps, rt_slice(nsp->name, nsp->namelen));
+    rt_map_free(&nsp->rooms);
+    free(nsp->name);
+    free(nsp);
+}
+
+static void nsp_maybe_cleanup(sio_nsp_t *nsp)
+{
+    if (!nsp->dynamic || nsp->nalloc || nsp->cleanup_queued) return;
+    sio_server_t *srv = nsp->srv;
+    nsp->cleanup_queued = true;
+    if (srv->ncleanup == srv->cleanup_cap) {
+        srv->cleanup_cap = srv->cleanup_cap ? srv->cleanup_cap * 2 : 8;
+        srv->cleanup = rt_realloc(srv->cleanup, srv->cleanup_cap * sizeof *srv->cleanup);
+    }
+    srv->cleanup[srv->ncleanup++] = nsp;
+}
+
+sio_nsp_t *sio_server_of(sio_server_t *srv, const char *name, const sio_nsp_handler_t *h, void *ud)
+{
+    return nsp_new(srv, rt_slice_cstr(name), h, ud, false);
+}
+
+void sio_server_add_dynamic(sio_server_t *srv, bool (*match)(rt_slice_t, void *),
+                            const sio_nsp_handler_t *h, void *ud)
+{
+    rt_assert(srv->ndyn < (int)RT_ARRAY_LEN(srv->dyn));
+    srv->dyn[srv->ndyn++] = (sio_dynamic_t){match, *h, ud};
+}
+
+sio_nsp_t *sio_server_find(sio_server_t *srv, rt_slice_t name) { return rt_map_get(&srv->nsps, name); }
+
+void sio_server_each_nsp(sio_server_t *srv, void (*fn)(sio_nsp_t *, void *), void *arg)
+{
+    rt_slice_t k;
+    void *v;
+    for (uint32_t it = 0; rt_map_next(&srv->nsps, &it, &k, &v);) fn(v, arg);
+}
+
+static sio_nsp_t *nsp_lookup_or_create(sio_server_t *srv, rt_slice_t name)
+{
+    sio_nsp_t *nsp = rt_map_get(&srv->nsps, name);
+    if (nsp) return nsp;
+    for (int i = 0; i < srv->ndyn; i++)
+        if (srv->dyn[i].match(name, srv->dyn[i].ud))
+            return nsp_new(srv, name, &srv->dyn[i].h, srv->dyn[i].ud, true);
+    return NULL;
+}
+
+/* ---- sockets ---- */
+void sio_socket_ref(sio_socket_t *s) { s->refs++; }
+
+static void socket_free(sio_socket_t *s)
+{
+    sio_nsp_t *nsp = s->nsp;
+    free(s->auth);
+    free(s);
+    nsp->nalloc--;
+    nsp_maybe_cleanup(nsp);
+}
+
+void sio_socket_unref(sio_socket_t *s)
+{
+    rt_assert(s->refs > 0);
+    if (--s->refs == 0 && s->state == SOCK_CLOSED) socket_free(s);
+}
+
+static void client_unlink_socket(sio_client_t *c, sio_socket_t *s)
+{
+    for (sio_socket_t **pp = &c->sockets; *pp; pp = &(*pp)->next_in_client)
+        if (*pp == s) {
+            *pp = s->next_in_client;
+            return;
+        }
+}
+
+/* Removes a socket from everything; on_disconnect for connected ones. */
+static void socket_close(sio_socket_t *s, const char *reason)
+{
+    if (s->state == SOCK_CLOSED) return;
+    bool was_connected = s->state == SOCK_CONNECTED;
+    sio_nsp_t *nsp = s->nsp;
+    sio_leave_all(s);
+    if (was_connected) {
+        rt_list_remove(&s->nsp_link);
+        nsp->nsockets--;
+    }
+    s->state = SOCK_CLOSED;
+    while (s->acks) {
+        sio_pending_ack_t *a = s->acks;
+        s->acks = a->next;
+        a->cb(s, RT_SLICE_NULL, NULL, 0, true, a->ud);
+        free(a);
+    }
+    if (s->client) client_unlink_socket(s->client, s);
+    if (was_connected) {
+        nsp->srv->stats.disconnects++;
+        if (nsp->h.on_disconnect) {
+            s->refs++;
+            nsp->h.on_disconnect(s, reason, nsp->ud);
+            s->refs--;
+        }
+    }
+    s->client = NULL;
+    if (s->refs == 0) socket_free(s);
+}
+
+void sio_socket_accept(sio_socket_t *s)
+{
+    if (s->state != SOCK_PENDING || !s->client) return;
+    sio_client_t *c = s->client;
+    sio_nsp_t *nsp = s->nsp;
+    s->state = SOCK_CONNECTED;
+    s->seq = ++nsp->srv->seq;
+    rt_list_insert_tail(&nsp->sockets, &s->nsp_link);
+    nsp->nsockets++;
+    nsp->srv->stats.connects++;
+    if (rt_list_linked(&c->connect_wait)) rt_list_remove(&c->connect_wait);
+    rt_buf_t *b = enc_head(nsp, SIO_CONNECT, 0, -1);
+    rt_buf_append_cstr(b, "{\"sid\":\"");
+    rt_buf_append_cstr(b, s->id);
+    rt_buf_append_cstr(b, "\"}");
+    client_send_text(c, b);
+    char *auth = s->auth;
+    s->auth = NULL;
+    if (nsp->h.on_connect) {
+        s->refs++;
+        nsp->h.on_connect(s, auth ? rt_slice_cstr(auth) : RT_SLICE("{}"), nsp->ud);
+        free(auth);
+        sio_socket_unref(s);
+    } else {
+        free(auth);
+    }
+}
+
+void sio_socket_reject(sio_socket_t *s, const char *message, rt_slice_t data_json)
+{
+    if (s->state != SOCK_PENDING) return;
+    sio_nsp_t *nsp = s->nsp;
+    if (s->client) {
+        rt_buf_t *b = enc_head(nsp, SIO_CONNECT_ERROR, 0, -1);
+        rt_buf_append_cstr(b, "{\"message\":");
+        rt_buf_append_json_string(b, rt_slice_cstr(message));
+        if (data_json.n) {
+            rt_buf_append_cstr(b, ",\"data\":");
+            rt_buf_append_slice(b, data_json);
+        }
+        rt_buf_putc(b, '}');
+        client_send_text(s->client, b);
+    }
+    nsp->srv->stats.connect_errors++;
+    socket_close(s, REASON_SERVER_NSP);
+}
+
+void sio_socket_disconnect(sio_socket_t *s)
+{
+    if (s->state != SOCK_CONNECTED) return;
+    rt_buf_t *b = enc_head(s->nsp, SIO_DISCONNECT, 0, -1);
+    client_send_text(s->client, b);
+    socket_close(s, REASON_SERVER_NSP);
+}
+
+/* ---- incoming packets ---- */
+static sio_socket_t *client_socket(sio_client_t *c, rt_slice_t nsp)
+{
+    for (sio_socket_t *s = c->sockets; s; s = s->next_in_client)
+        if (s->nsp->namelen == nsp.n && memcmp(s->nsp->name, nsp.p, nsp.n) == 0) return s;
+    return NULL;
+}
+
+static void protocol_error(sio_client_t *c, const char *why)
+{
+    c->srv->stats.protocol_errors++;
+    rt_debug("sio", "closing session: %s", why);
+    if (c->eio) eio_session_close(c->eio);
+}
+
+static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
+{
+    sio_server_t *srv = c->srv;
+    sio_socket_t *s = client_socket(c, p->nsp);
+    if (s) {
+        /* A repeated CONNECT (browsers reconnecting redundantly): answer it
+         * again with the same sid instead of tearing the session down. */
+        if (s->state == SOCK_CONNECTED) {
+            rt_buf_t *b = enc_head(s->nsp, SIO_CONNECT, 0, -1);
+            rt_buf_printf(b, "{\"sid\":\"%s\"}", s->id);
+            client_send_text(c, b);
+        }
+        return;
+    }
+    sio_nsp_t *nsp = nsp_lookup_or_create(srv, p->nsp);
+    if (!nsp) {
+        rt_buf_t *b = &srv->enc;
+        b->len = 0;
+        sio_packet_head(b, SIO_CONNECT_ERROR, p->nsp, 0, -1);
+        rt_buf_append_cstr(b, "{\"message\":\"Invalid namespace\"}");
+        client_send_text(c, b);
+        srv->stats.connect_errors++;
+        return;
+    }
+    s = rt_calloc(1, sizeof *s);
+    s->client = c;
+    s->nsp = nsp;
+    nsp->nalloc++;
+    s->state = SOCK_PENDING;
+    new_id(srv, s->id);
+    s->next_in_client = c->sockets;
+    c->sockets = s;
+    rt_slice_t auth = p->payload.n ? p->payload : RT_SLICE("{}");
+    s->auth = rt_strndup(auth.p, auth.n);
+    if (nsp->h.on_connect_request) {
+        s->refs++;
+        nsp->h.on_connect_request(s, rt_slice_cstr(s->auth), nsp->ud);
+        sio_socket_unref(s);
+    } else {
+        sio_socket_accept(s);
+    }
+}
+
+static void dispatch(sio_client_t *c, const sio_packet_t *p, const rt_slice_t *att, uint32_t natt)
+{
+    if (p->type == SIO_CONNECT) {
+        on_connect_packet(c, p);
+        return;
+    }
+    sio_socket_t *s = client_socket(c, p->nsp);
+    if (!s) {
+        protocol_error(c, "packet for a namespace that is not connected");
+        return;
+    }
+    if (s->state != SOCK_CONNECTED) return; /* middleware still deciding: drop */
+    switch (p->type) {
+    case SIO_DISCONNECT: socket_close(s, REASON_CLIENT_NSP); break;
+    case SIO_EVENT:
+    case SIO_BINARY_EVENT: {
+        rt_buf_t name = c->srv->evname;
+        name.len = 0;
+        if (sio_event_name(p->payload, &name) < 0) {
+            c->srv->evname = name;
+            protocol_error(c, "bad event name");
+            break;
+        }
+        rt_json_iter_t it;
+        rt_slice_t first;
+        rt_json_iter_init(&it, p->payload);
+        rt_json_array_next(&it, &first);
+        /* args: from after the first element's comma to before ']' */
+        const char *a = first.p + first.n, *end = p->payload.p + p->payload.n - 1;
+        while (a < end && *a != ',') a++;
+        if (a < end) a++;
+        while (a < end && (*a == ' ' || *a == '\n' || *a == '\r' || *a == '\t')) a++;
+        while (end > a && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+            end--;
+        sio_event_t ev = {rt_slice(name.data, name.len), p->payload, rt_slice(a, (size_t)(end - a)),
+                          p->ack_id, att, natt};
+        c->srv->stats.events_in++;
+        if (s->nsp->h.on_event) {
+            s->refs++;
+            s->nsp->h.on_event(s, &ev, s->nsp->ud);
+            sio_socket_unref(s);
+        }
+        c->srv->evname = name;
+        break;
+    }
+    case SIO_ACK:
+    case SIO_BINARY_ACK: {
+        for (sio_pending_ack_t **pp = &s->acks; *pp; pp = &(*pp)->next) {
+            sio_pending_ack_t *a = *pp;
+            if ((int64_t)a->id != p->ack_id) continue;
+            *pp = a->next;
+            rt_slice_t inner = rt_json_trim(p->payload);
+            inner = rt_json_trim(rt_slice(inner.p + 1, inner.n - 2));
+            s->refs++;
+            a->cb(s, inner, att, natt, false, a->ud);
+            free(a);
+            sio_socket_unref(s);
+            break;
+        }
+        break;
+    }
+    default: protocol_error(c, "unexpected packet type"); break;
+    }
+}
+
+static void bin_free(sio_client_t *c)
+{
+    sio_binpending_t *b = c->bin;
+    if (!b) return;
+    for (uint32_t i = 0; i < b->have; i++) free((void *)b->att[i].p);
+    free(b->text);
+    free(b);
+    c->bin = NULL;
+}
+
+static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void *ud)
+{
+    RT_UNUSED(ud);
+    sio_client_t *c = eio_session_data(es);
+    if (!c) return;
+    if (binary) {
+        sio_binpending_t *b = c->bin;
+        if (!b) {
+            protocol_error(c, "unexpected binary message");
+            return;
+        }
+        char *copy = rt_malloc(data.n ? data.n : 1);
+        memcpy(copy, data.p, data.n);
+        b->att[b->have++] = rt_slice(copy, data.n);
+        if (b->have < b->want) return;
+        sio_packet_t p;
+        sio_packet_decode(rt_slice(b->text, b->text_len), &p); /* validated before */
+        c->bin = NULL;
+        dispatch(c, &p, b->att, b->have);
+        for (uint32_t i = 0; i < b->have; i++) free((void *)b->att[i].p);
+        free(b->text);
+        free(b);
+        return;
+    }
+    if (c->bin) {
+        protocol_error(c, "text message while attachments are pending");
+        return;
+    }
+    sio_packet_t p;
+    if (sio_packet_decode(data, &p) < 0) {
+        protocol_error(c, "malformed packet");
+        return;
+    }
+    if (p.attachments) {
+        sio_binpending_t *b = rt_calloc(1, sizeof *b);
+        b->text = rt_strndup(data.p, data.n);
+        b->text_len = data.n;
+        b->want = p.attachments;
+        c->bin = b;
+        return;
+    }
+    dispatch(c, &p, NULL, 0);
+}
+
+/* ---- clients ---- */
+static void connect_timer_cb(net_loop_t *loop, net_timer_t *t)
+{
+    sio_server_t *srv = rt_container_of(t, sio_server_t, connect_timer);
+    uint64_t now = net_loop_now(loop);
+    while (!rt_list_empty(&srv->connect_wait)) {
+        sio_client_t *c = rt_container_of(srv->connect_wait.next, sio_client_t, connect_wait);
+        if (c->connect_deadline > now) {
+            net_timer_start(loop, t, c->connect_deadline - now);
+            return;
+        }
+        rt_list_remove(&c->connect_wait);
+        if (c->eio) eio_session_close(c->eio);
+    }
+}
+
+static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
+{
+    sio_server_t *srv = ud;
+    sio_client_t *c = rt_calloc(1, sizeof *c);
+    c->srv = srv;
+    c->eio = es;
+    eio_session_set_data(es, c);
+    /* Constant timeout: the wait list stays sorted by deadline (FIFO). */
+    c->connect_deadline = net_loop_now(srv->loop) + srv->opt.connect_timeout;
+    rt_list_insert_tail(&srv->connect_wait, &c->connect_wait);
+    if (!net_timer_active(&srv->connect_timer))
+        net_timer_start(srv->loop, &srv->connect_timer, srv->opt.connect_timeout);
+    if (srv->ch.on_client) srv->ch.on_client(c, req, srv->ch_ud);
+}
+
+static void eio_on_close(eio_session_t *es, eio_reason_t reason, void *ud)
+{
+    sio_server_t *srv = ud;
+    sio_client_t *c = eio_session_data(es);
+    if (!c) return;
+    c->eio = NULL;
+    if (rt_list_linked(&c->connect_wait)) rt_list_remove(&c->connect_wait);
+    while (c->sockets) socket_close(c->sockets, reason);
+    bin_free(c);
+    if (srv->ch.on_client_close) srv->ch.on_client_close(c, srv->ch_ud);
+    free(c);
+}
+
+/* Loop hook: frees dynamic namespaces that became empty. */
+static void sio_hook(net_loop_t *loop, void *ud)
+{
+    sio_server_t *srv = ud;
+    RT_UNUSED(loop);
+    for (size_t i = 0; i < srv->ncleanup; i++) {
+        sio_nsp_t *nsp = srv->cleanup[i];
+        nsp->cleanup_queued = false;
+        if (nsp->nalloc == 0 && nsp->rooms.count == 0) nsp_free(nsp);
+    }
+    srv->ncleanup = 0;
+}
+
+sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_options_t *eopt,
+                             const sio_options_t *opt)
+{
+    sio_server_t *srv = rt_calloc(1, sizeof *srv);
+    srv->loop = http_server_loop(http);
+    if (opt) srv->opt = *opt;
+    else sio_options_default(&srv->opt);
+    rt_map_init(&srv->nsps);
+    rt_list_init(&srv->connect_wait);
+    net_timer_init(&srv->connect_timer, connect_timer_cb);
+    static const eio_handler_t eh = {eio_on_open, eio_on_message, eio_on_close};
+    srv->eio = eio_server_new(http, path, eopt, &eh, srv);
+    net_loop_add_hook(srv->loop, sio_hook, srv);
+    return srv;
+}
+
+void sio_server_set_client_handler(sio_server_t *srv, const sio_client_handler_t *h, void *ud)
+{
+    srv->ch = *h;
+    srv->ch_ud = ud;
+}
+
+void sio_server_free(sio_server_t *srv)
+{
+    if (!srv) return;
+    eio_server_free(srv->eio);
+    net_timer_stop(&srv->connect_timer);
+    sio_hook(srv->loop, srv);
+    rt_slice_t k;
+    void *v;
+    for (uint32_t it = 0; rt_map_next(&srv->nsps, &it, &k, &v);) {
+        sio_nsp_t *nsp = v;
+        rt_map_free(&nsp->rooms);
+        free(nsp->name);
+        free(nsp);
+    }
+    rt_map_free(&srv->nsps);
+    rt_buf_free(&srv->enc);
+    rt_buf_free(&srv->evname);
+    free(srv->cleanup);
+    free(srv);
+}

@@ -1,0 +1,139 @@
+/* sio: Socket.IO v5 server on top of eio — namespaces (static and dynamic),
+ * CONNECT with an asynchronous middleware hook, events and acks both ways,
+ * binary attachments, rooms, and broadcasts encoded and framed once.
+ * Knows nothing of Frappe. */
+#ifndef RT_SIO_H
+#define RT_SIO_H
+#include "eio/eio.h"
+#include "sio/sio_packet.h"
+
+typedef struct sio_server sio_server_t;
+typedef struct sio_nsp sio_nsp_t;
+typedef struct sio_socket sio_socket_t;
+typedef struct sio_client sio_client_t;
+
+typedef struct {
+    unsigned connect_timeout; /* ms without any namespace joined before close (45000) */
+} sio_options_t;
+void sio_options_default(sio_options_t *o);
+
+/* An event from a client. payload is the whole validated JSON array; args is
+ * the text of the arguments after the event name, without brackets (e.g.
+ * `1,"2",{"3":[true]}`), ready to be spliced into another packet. */
+typedef struct {
+    rt_slice_t name;
+    rt_slice_t payload;
+    rt_slice_t args;
+    int64_t ack_id; /* -1 when the client wants no ack */
+    const rt_slice_t *attachments;
+    uint32_t nattach;
+} sio_event_t;
+
+typedef struct {
+    /* Optional middleware: called on CONNECT with the auth payload (raw
+     * JSON, "{}" when absent). It must call sio_socket_accept() or
+     * sio_socket_reject() now or later; hold a reference (sio_socket_ref)
+     * across asynchronous work. Without it sockets are accepted at once. */
+    void (*on_connect_request)(sio_socket_t *s, rt_slice_t auth, void *ud);
+    /* After the CONNECT reply was sent. */
+    void (*on_connect)(sio_socket_t *s, rt_slice_t auth, void *ud);
+    void (*on_event)(sio_socket_t *s, const sio_event_t *ev, void *ud);
+    /* A connected socket left (reason as in socket.io: "client namespace
+     * disconnect", "server namespace disconnect", "transport close", "ping
+     * timeout", ...). Rooms were already left. */
+    void (*on_disconnect)(sio_socket_t *s, const char *reason, void *ud);
+} sio_nsp_handler_t;
+
+typedef struct {
+    /* Every new Engine.IO session, with its handshake request (valid during
+     * the call): copy identity headers into the client's app data. */
+    void (*on_client)(sio_client_t *c, const http_request_t *req, void *ud);
+    /* The session ended; free the app data. */
+    void (*on_client_close)(sio_client_t *c, void *ud);
+} sio_client_handler_t;
+
+sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_options_t *eopt,
+                             const sio_options_t *opt);
+void sio_server_free(sio_server_t *srv);
+void sio_server_set_client_handler(sio_server_t *srv, const sio_client_handler_t *h, void *ud);
+eio_server_t *sio_server_eio(const sio_server_t *srv);
+/* Registers a namespace by exact name ("/" or "/chat"). */
+sio_nsp_t *sio_server_of(sio_server_t *srv, const char *name, const sio_nsp_handler_t *h,
+                         void *ud);
+/* Registers a dynamic parent: a CONNECT to an unknown name for which
+ * match() returns true creates a child namespace with these handlers. Empty
+ * children are freed (sockets gone, no rooms). */
+void sio_server_add_dynamic(sio_server_t *srv, bool (*match)(rt_slice_t name, void *ud),
+                            const sio_nsp_handler_t *h, void *ud);
+/* Existing namespace by name, or NULL (never creates one). */
+sio_nsp_t *sio_server_find(sio_server_t *srv, rt_slice_t name);
+/* Calls fn for every namespace (static and dynamic children). */
+void sio_server_each_nsp(sio_server_t *srv, void (*fn)(sio_nsp_t *nsp, void *arg), void *arg);
+
+rt_slice_t sio_nsp_name(const sio_nsp_t *nsp);
+size_t sio_nsp_sockets(const sio_nsp_t *nsp);
+
+/* ---- clients (one per Engine.IO session) ---- */
+void *sio_client_data(const sio_client_t *c);
+void sio_client_set_data(sio_client_t *c, void *ud);
+eio_session_t *sio_client_session(const sio_client_t *c);
+
+/* ---- sockets (one per client per namespace) ---- */
+const char *sio_socket_id(const sio_socket_t *s);
+sio_nsp_t *sio_socket_nsp(const sio_socket_t *s);
+sio_client_t *sio_socket_client(const sio_socket_t *s); /* NULL once closed */
+void *sio_socket_data(const sio_socket_t *s);
+void sio_socket_set_data(sio_socket_t *s, void *ud);
+bool sio_socket_connected(const sio_socket_t *s);
+uint64_t sio_socket_seq(const sio_socket_t *s); /* connection order within the process */
+void sio_socket_ref(sio_socket_t *s);
+void sio_socket_unref(sio_socket_t *s);
+
+void sio_socket_accept(sio_socket_t *s);
+/* Sends CONNECT_ERROR {"message": message[, "data": data_json]}. */
+void sio_socket_reject(sio_socket_t *s, const char *message, rt_slice_t data_json);
+/* Server-side disconnect: sends DISCONNECT for the namespace. */
+void sio_socket_disconnect(sio_socket_t *s);
+
+/* Emits an event: args is raw JSON joined by commas (may be empty).
+ * attachments (binary) turn it into a BINARY_EVENT; args must then carry the
+ * placeholders. */
+void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
+              uint32_t nattach);
+/* Emits expecting an ack; cb gets the ack's args text (without brackets)
+ * and attachments, or closed = true when the socket went away first. */
+typedef void (*sio_ack_cb)(sio_socket_t *s, rt_slice_t args, const rt_slice_t *attachments,
+                           uint32_t nattach, bool closed, void *ud);
+void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_ack_cb cb,
+                       void *ud);
+/* Answers a client's ack request. */
+void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t *attachments,
+             uint32_t nattach);
+
+/* ---- rooms (per namespace; names are opaque bytes) ---- */
+void sio_join(sio_socket_t *s, rt_slice_t room);
+void sio_leave(sio_socket_t *s, rt_slice_t room);
+void sio_leave_all(sio_socket_t *s);
+bool sio_in_room(const sio_socket_t *s, rt_slice_t room);
+size_t sio_room_size(sio_nsp_t *nsp, rt_slice_t room);
+/* Calls fn for every member of room, in join order. fn must not change
+ * room membership. */
+void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg),
+                   void *arg);
+
+/* Broadcasts one event to the union of rooms (all sockets of the namespace
+ * when nrooms == 0), except `except` (may be NULL). body is the JSON array
+ * content: the quoted event name, then ",args" if any, e.g.
+ * `"doc_update",{"name":"x"}`. The packet is encoded once and framed once;
+ * every member's queue references the same bytes. Returns recipients. */
+size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
+                     const sio_socket_t *except, rt_slice_t body);
+
+/* Counters. */
+typedef struct {
+    uint64_t connects, connect_errors, disconnects, events_in, broadcasts, deliveries,
+        protocol_errors;
+} sio_stats_t;
+const sio_stats_t *sio_server_stats(const sio_server_t *srv);
+
+#endif
