@@ -1,0 +1,192 @@
+/* Frappe mode: the sio server on /socket.io/, the frappe module, /health,
+ * and `realtimed publish`. */
+#include "app_frappe.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include "frappe/frappe.h"
+
+static void health(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
+{
+    RT_UNUSED(req), RT_UNUSED(body), RT_UNUSED(ud);
+    http_respond(hc, 200, "text/plain; charset=utf-8", "ok", 2, NULL);
+}
+
+static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
+{
+    memset(fo, 0, sizeof *fo);
+    fo->redis_url = cfg->redis_queue;
+    fo->webserver_host = cfg->webserver_host;
+    fo->webserver_port = cfg->webserver_port;
+    fo->default_site = cfg->default_site;
+    fo->developer_mode = cfg->developer_mode;
+    fo->auth_timeout_ms = (unsigned)cfg->auth_timeout;
+    fo->guest_mode = !strcmp(cfg->auth_mode, "guest");
+}
+
+int frappe_start(app_t *app)
+{
+    const app_config_t *cfg = &app->cfg;
+    eio_options_t eo;
+    eio_options_default(&eo);
+    eo.ping_interval = (unsigned)cfg->ping_interval;
+    eo.ping_timeout = (unsigned)cfg->ping_timeout;
+    eo.max_payload = (size_t)cfg->max_payload;
+    sio_options_t so;
+    sio_options_default(&so);
+    so.connect_timeout = (unsigned)cfg->connect_timeout;
+    app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
+    http_server_route(app->http, "/health", health, NULL);
+    frappe_options_t fo;
+    frappe_options(cfg, &fo);
+    char err[256];
+    app->frappe = frappe_new(app->loop, app->sio, &fo, err, sizeof err);
+    if (!app->frappe) {
+        fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
+        return 78;
+    }
+    return 0;
+}
+
+void frappe_stop(app_t *app)
+{
+    frappe_free(app->frappe);
+    app->frappe = NULL;
+}
+
+int frappe_check_config(const app_config_t *cfg)
+{
+    broker_url_t u;
+    char err[256];
+    if (broker_url_parse(cfg->redis_queue, &u, err, sizeof err) < 0) {
+        fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
+        return 78;
+    }
+    broker_url_free(&u);
+    return 0;
+}
+
+/* ---- realtimed publish ---- */
+static int publish_usage(void)
+{
+    fprintf(stderr, "usage: realtimed publish [--bench DIR] [--redis URL] [--site S] "
+                    "[--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n");
+    return 64;
+}
+
+int app_publish_main(int argc, char **argv)
+{
+    const char *bench = NULL, *redis = NULL, *site = NULL, *room = NULL, *user = NULL, *doctype = NULL,
+               *docname = NULL, *task = NULL, *event = NULL, *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--bench") ? &bench : !strcmp(a, "--redis") ? &redis
+                         : !strcmp(a, "--site") ? &site : !strcmp(a, "--room") ? &room
+                         : !strcmp(a, "--user") ? &user : !strcmp(a, "--doctype") ? &doctype
+                         : !strcmp(a, "--docname") ? &docname : !strcmp(a, "--task") ? &task : NULL;
+        if (dst) {
+            if (++i >= argc) return publish_usage();
+            *dst = argv[i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            publish_usage();
+            return 0;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "realtimed publish: unknown option %s\n", a);
+            return publish_usage();
+        } else if (!event) event = a;
+        else if (!json) json = a;
+        else return publish_usage();
+    }
+    if (!event) return publish_usage();
+    if ((room != NULL) + (user != NULL) + (doctype != NULL) + (task != NULL) > 1 || (docname && !doctype)) {
+        fprintf(stderr, "realtimed publish: choose one of --room, --user, --doctype [--docname], --task\n");
+        return 64;
+    }
+    rt_slice_t msg = rt_slice_cstr(json ? json : "{}");
+    if (!rt_json_valid(msg, NULL)) {
+        fprintf(stderr, "realtimed publish: the message is not valid JSON: %s\n", json);
+        return 65;
+    }
+    /* The bench's redis_queue and default_site, like the server. */
+    app_config_t cfg;
+    bool exit_now, check_only;
+    char *cargv[3] = {"realtimed", NULL, NULL};
+    int cargc = 1;
+    char benchflag[4096];
+    if (bench) {
+        snprintf(benchflag, sizeof benchflag, "--bench=%s", bench);
+        cargv[cargc++] = benchflag;
+    }
+    int rc = app_config_load(&cfg, cargc, cargv, &exit_now, &check_only);
+    if (rc) return rc;
+    if (!site) site = cfg.default_site;
+    if (!site) {
+        fprintf(stderr, "realtimed publish: no site: pass --site (or set default_site / FRAPPE_SITE)\n");
+        app_config_free(&cfg);
+        return 64;
+    }
+    rt_buf_t r = {0};
+    if (room) rt_buf_append_cstr(&r, room);
+    else if (user) rt_buf_printf(&r, "user:%s", user);
+    else if (task) rt_buf_printf(&r, "task_progress:%s", task);
+    else if (doctype && docname) rt_buf_printf(&r, "doc:%s/%s", doctype, docname);
+    else if (doctype) rt_buf_printf(&r, "doctype:%s", doctype);
+    else rt_buf_append_cstr(&r, "all");
+    rt_buf_t env = {0};
+    rt_buf_append_cstr(&env, "{\"event\":");
+    rt_buf_append_json_string(&env, rt_slice_cstr(event));
+    rt_buf_append_cstr(&env, ",\"message\":");
+    rt_buf_append_slice(&env, rt_json_trim(msg));
+    rt_buf_append_cstr(&env, ",\"room\":");
+    rt_buf_append_json_string(&env, rt_slice(r.data, r.len));
+    rt_buf_append_cstr(&env, ",\"namespace\":");
+    rt_buf_append_json_string(&env, rt_slice_cstr(site));
+    rt_buf_putc(&env, '}');
+
+    broker_url_t u;
+    char err[256];
+    const char *url = redis ? redis : cfg.redis_queue;
+    rc = 0;
+    if (broker_url_parse(url, &u, err, sizeof err) < 0) {
+        fprintf(stderr, "realtimed publish: invalid Redis URL: %s\n", err);
+        rc = 78;
+        goto out;
+    }
+    struct timeval tv = {2, 0};
+    redisContext *c = u.path ? redisConnectUnixWithTimeout(u.path, tv) : redisConnectWithTimeout(u.host, u.port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "realtimed publish: cannot reach Redis at %s: %s\n", u.path ? u.path : u.host,
+                c ? c->errstr : "out of memory");
+        rc = 69;
+    } else {
+        redisSetTimeout(c, tv);
+        redisReply *rep = NULL;
+        if (u.password) {
+            rep = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password) : redisCommand(c, "AUTH %s", u.password);
+            if (!rep || rep->type == REDIS_REPLY_ERROR) {
+                fprintf(stderr, "realtimed publish: Redis AUTH failed: %s\n", rep ? rep->str : c->errstr);
+                rc = 69;
+            }
+            if (rep) freeReplyObject(rep);
+        }
+        if (!rc) {
+            rep = redisCommand(c, "PUBLISH events %b", env.data, env.len);
+            if (!rep || rep->type == REDIS_REPLY_ERROR) {
+                fprintf(stderr, "realtimed publish: PUBLISH failed: %s\n", rep ? rep->str : c->errstr);
+                rc = 69;
+            } else {
+                printf("published %s to %.*s on site %s (%lld subscriber%s)\n", event, (int)r.len, r.data, site,
+                       rep->integer, rep->integer == 1 ? "" : "s");
+            }
+            if (rep) freeReplyObject(rep);
+        }
+    }
+    if (c) redisFree(c);
+    broker_url_free(&u);
+out:
+    rt_buf_free(&r);
+    rt_buf_free(&env);
+    app_config_free(&cfg);
+    return rc;
+}

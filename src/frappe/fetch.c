@@ -1,0 +1,252 @@
+/* fetch: libcurl multi on our loop (see fetch.h).
+ *
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
+ * to call it back (CURLMOPT_TIMERFUNCTION); we map those onto net_io and one
+ * net_timer, call curl_multi_socket_action on events, and collect finished
+ * transfers with curl_multi_info_read. */
+#include "fetch.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+
+#define FETCH_MAX_BODY (1 << 20)
+
+struct fetch_waiter {
+    fetch_waiter_t *next;
+    struct fetch_req *req;
+    fetch_cb cb;
+    void *ud;
+    bool cancelled;
+};
+
+typedef struct fetch_req {
+    fetch_client_t *fc;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *key; /* url + headers: the coalescing key */
+    rt_buf_t body;
+    bool too_big;
+    fetch_waiter_t *waiters;
+    char errbuf[CURL_ERROR_SIZE];
+} fetch_req_t;
+
+typedef struct {
+    net_io_t io;
+    fetch_client_t *fc;
+} fetch_sock_t;
+
+struct fetch_client {
+    net_loop_t *loop;
+    CURLM *multi;
+    net_timer_t timer;
+    unsigned timeout_ms;
+    rt_map_t inflight; /* key -> fetch_req_t */
+    fetch_stats_t stats;
+};
+
+static void check_done(fetch_client_t *fc);
+
+static void sock_cb_io(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    fetch_sock_t *s = (fetch_sock_t *)io;
+    fetch_client_t *fc = s->fc;
+    RT_UNUSED(loop);
+    int flags = 0, running;
+    if (events & NET_READ) flags |= CURL_CSELECT_IN;
+    if (events & NET_WRITE) flags |= CURL_CSELECT_OUT;
+    if (events & (0x008 | 0x010)) flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(fc->multi, io->fd, flags, &running); /* may free s */
+    check_done(fc);
+}
+
+static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    fetch_client_t *fc = userp;
+    fetch_sock_t *s = socketp;
+    RT_UNUSED(easy);
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            net_io_set(fc->loop, &s->io, 0);
+            free(s);
+            curl_multi_assign(fc->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = rt_calloc(1, sizeof *s);
+        s->io.fd = fd;
+        s->io.cb = sock_cb_io;
+        s->fc = fc;
+        curl_multi_assign(fc->multi, fd, s);
+    }
+    uint32_t ev = 0;
+    if (what & CURL_POLL_IN) ev |= NET_READ;
+    if (what & CURL_POLL_OUT) ev |= NET_WRITE;
+    net_io_set(fc->loop, &s->io, ev);
+    return 0;
+}
+
+static void timer_cb(net_loop_t *loop, net_timer_t *t)
+{
+    fetch_client_t *fc = rt_container_of(t, fetch_client_t, timer);
+    RT_UNUSED(loop);
+    int running;
+    curl_multi_socket_action(fc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(fc);
+}
+
+static int timer_function(CURLM *multi, long timeout_ms, void *userp)
+{
+    fetch_client_t *fc = userp;
+    RT_UNUSED(multi);
+    if (timeout_ms < 0) net_timer_stop(&fc->timer);
+    else net_timer_start(fc->loop, &fc->timer, (uint64_t)timeout_ms);
+    return 0;
+}
+
+static size_t write_function(char *p, size_t size, size_t n, void *ud)
+{
+    fetch_req_t *r = ud;
+    size_t len = size * n;
+    if (r->body.len + len > FETCH_MAX_BODY) {
+        r->too_big = true;
+        return 0; /* aborts the transfer */
+    }
+    rt_buf_append(&r->body, p, len);
+    return len;
+}
+
+static void req_free(fetch_req_t *r)
+{
+    curl_multi_remove_handle(r->fc->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->headers);
+    rt_buf_free(&r->body);
+    free(r->key);
+    while (r->waiters) {
+        fetch_waiter_t *w = r->waiters;
+        r->waiters = w->next;
+        free(w);
+    }
+    free(r);
+}
+
+static void check_done(fetch_client_t *fc)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(fc->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        fetch_req_t *r = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        CURLcode code = m->data.result;
+        rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
+        fc->stats.in_flight--;
+        fetch_result_t res = {0};
+        if (code == CURLE_OK) {
+            curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+            res.body = rt_slice(r->body.data, r->body.len);
+        } else {
+            fc->stats.failures++;
+            res.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+            res.err = r->too_big ? "response too large" : r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
+        }
+        /* Waiters may start new requests from their callbacks; this one is
+         * already out of the in-flight map, so they get a fresh call. */
+        for (fetch_waiter_t *w = r->waiters; w; w = w->next)
+            if (!w->cancelled) w->cb(&res, w->ud);
+        req_free(r);
+    }
+}
+
+fetch_client_t *fetch_client_new(net_loop_t *loop, unsigned timeout_ms)
+{
+    static bool global_init;
+    if (!global_init) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        global_init = true;
+    }
+    fetch_client_t *fc = rt_calloc(1, sizeof *fc);
+    fc->loop = loop;
+    fc->timeout_ms = timeout_ms;
+    fc->multi = curl_multi_init();
+    rt_map_init(&fc->inflight);
+    net_timer_init(&fc->timer, timer_cb);
+    curl_multi_setopt(fc->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
+    curl_multi_setopt(fc->multi, CURLMOPT_SOCKETDATA, fc);
+    curl_multi_setopt(fc->multi, CURLMOPT_TIMERFUNCTION, timer_function);
+    curl_multi_setopt(fc->multi, CURLMOPT_TIMERDATA, fc);
+    curl_multi_setopt(fc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    return fc;
+}
+
+void fetch_client_free(fetch_client_t *fc)
+{
+    if (!fc) return;
+    rt_slice_t k;
+    void *v;
+    for (uint32_t it = 0; rt_map_next(&fc->inflight, &it, &k, &v);) {
+        rt_map_del(&fc->inflight, k);
+        req_free(v);
+        it = 0;
+    }
+    net_timer_stop(&fc->timer);
+    curl_multi_cleanup(fc->multi);
+    rt_map_free(&fc->inflight);
+    free(fc);
+}
+
+fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const *headers,
+                          fetch_cb cb, void *ud)
+{
+    rt_buf_t key = {0};
+    rt_buf_append_cstr(&key, url);
+    for (size_t i = 0; headers && headers[i]; i++) {
+        rt_buf_putc(&key, '\n');
+        rt_buf_append_cstr(&key, headers[i]);
+    }
+    rt_buf_putc(&key, 0);
+    fetch_waiter_t *w = rt_calloc(1, sizeof *w);
+    w->cb = cb;
+    w->ud = ud;
+    fc->stats.requests++;
+    fetch_req_t *r = rt_map_get(&fc->inflight, rt_slice(key.data, key.len - 1));
+    if (r) {
+        fc->stats.coalesced++;
+        rt_buf_free(&key);
+        w->req = r;
+        w->next = r->waiters;
+        r->waiters = w;
+        return w;
+    }
+    r = rt_calloc(1, sizeof *r);
+    r->fc = fc;
+    r->key = key.data;
+    r->easy = curl_easy_init();
+    for (size_t i = 0; headers && headers[i]; i++) r->headers = curl_slist_append(r->headers, headers[i]);
+    r->headers = curl_slist_append(r->headers, "Expect:");
+    curl_easy_setopt(r->easy, CURLOPT_URL, url);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_function);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)fc->timeout_ms);
+    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "realtimed");
+    w->req = r;
+    r->waiters = w;
+    rt_map_put(&fc->inflight, rt_slice_cstr(r->key), r);
+    fc->stats.in_flight++;
+    curl_multi_add_handle(fc->multi, r->easy);
+    return w;
+}
+
+void fetch_cancel(fetch_waiter_t *w)
+{
+    if (w) w->cancelled = true;
+}
+
+const fetch_stats_t *fetch_client_stats(const fetch_client_t *fc) { return &fc->stats; }

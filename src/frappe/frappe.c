@@ -1,0 +1,816 @@
+/* frappe: the Frappe realtime application (see frappe.h).
+ *
+ * Identity comes from the Engine.IO handshake request, copied once per
+ * client into a refcounted fr_ident_t that the client's sockets share.
+ *
+ * A CONNECT to /<site> runs the middleware: the synchronous checks of the
+ * contract (namespace, origin, credentials) with their exact error strings,
+ * then get_user_info on the web server, preceded by a fresh read of the
+ * socket secret from Redis. Identical calls in flight are coalesced by fetch.
+ * Asynchronous operations hold a socket reference and are listed in f->ops so
+ * that shutdown can release them. */
+#include "frappe.h"
+
+#include <stdio.h>
+
+#include "frappe/fetch.h"
+#include "http/http_parser.h"
+
+typedef struct fr_ident {
+    uint32_t refs;
+    bool origin_ok;     /* hostname(Host) == hostname(Origin) */
+    bool has_cookie;    /* a Cookie header was sent */
+    char *site;         /* resolved site name */
+    char *origin;       /* Origin header (for the callback URL), or NULL */
+    char *sid;          /* sid cookie, or NULL */
+    char *authorization;
+} fr_ident_t;
+
+typedef struct {
+    char *doctype, *docname;
+} fr_doc_t;
+
+typedef struct {
+    fr_ident_t *id;
+    char *user;
+    bool system_user;
+    bool handlers;       /* the "frappe" app is installed: rooms and events */
+    fr_doc_t *open_docs; /* doc_open pairs still open (duplicates allowed) */
+    uint32_t nopen, capopen;
+} fr_socket_t;
+
+typedef enum { OP_AUTH, OP_PERM } fr_op_kind_t;
+typedef enum { PERM_DOCTYPE, PERM_DOC, PERM_OPEN } fr_perm_kind_t;
+
+typedef struct fr_op {
+    rt_list_t link; /* in f->ops */
+    frappe_t *f;
+    fr_op_kind_t kind;
+    sio_socket_t *s;
+    fr_ident_t *id;
+    fetch_waiter_t *waiter;
+    bool waiting_secret;
+    int attempt;
+    fr_perm_kind_t perm;
+    char *doctype, *docname;
+} fr_op_t;
+
+struct frappe {
+    net_loop_t *loop;
+    sio_server_t *srv;
+    frappe_options_t opt;
+    char *webserver_base; /* http://host:port when webserver_host is set */
+    broker_t *broker;
+    fetch_client_t *fetch;
+    rt_list_t ops;
+    bool stopping;
+    rt_buf_t tmp;
+    frappe_stats_t stats;
+};
+
+static const char SECRET_KEY[] = "socketio_auth_secret";
+
+/* ---- pure helpers ---- */
+rt_slice_t frappe_hostname(rt_slice_t url)
+{
+    const char *p = url.p, *end = url.p + url.n;
+    for (const char *s = p; s + 2 < end; s++) {
+        if (s[0] == ':' && s[1] == '/' && s[2] == '/') {
+            p = s + 3;
+            const char *slash = memchr(p, '/', (size_t)(end - p));
+            if (slash) end = slash;
+            break;
+        }
+    }
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (colon) end = colon;
+    return rt_slice(p, (size_t)(end - p));
+}
+
+bool frappe_cookie_get(rt_slice_t h, const char *name, rt_buf_t *out)
+{
+    size_t nlen = strlen(name);
+    const char *p = h.p, *end = h.p + h.n;
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *pe = semi ? semi : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        if (eq) {
+            const char *k = p, *ke = eq;
+            while (k < ke && (*k == ' ' || *k == '\t')) k++;
+            while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+            if ((size_t)(ke - k) == nlen && memcmp(k, name, nlen) == 0) {
+                const char *v = eq + 1, *ve = pe;
+                while (v < ve && (*v == ' ' || *v == '\t')) v++;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+                if (ve - v >= 2 && *v == '"' && ve[-1] == '"') v++, ve--;
+                out->len = 0;
+                if (http_url_decode(rt_slice(v, (size_t)(ve - v)), false, out) < 0) {
+                    out->len = 0;
+                    rt_buf_append(out, v, (size_t)(ve - v)); /* as cookie's tryDecode */
+                }
+                return true;
+            }
+        }
+        p = pe + 1;
+    }
+    return false;
+}
+
+static char *slice_dup(rt_slice_t s) { return s.p ? rt_strndup(s.p, s.n) : NULL; }
+
+/* JavaScript's String(value) for an event argument (raw JSON). */
+static void js_string(rt_slice_t v, rt_buf_t *out)
+{
+    out->len = 0;
+    if (!v.p) {
+        rt_buf_append_cstr(out, "undefined");
+        return;
+    }
+    switch (rt_json_peek(v)) {
+    case RT_JSON_STRING: rt_json_string_decode(v, out); break;
+    case RT_JSON_OBJECT: rt_buf_append_cstr(out, "[object Object]"); break;
+    default: rt_buf_append_slice(out, rt_json_trim(v)); break;
+    }
+}
+
+/* ---- identity ---- */
+static void ident_unref(fr_ident_t *id)
+{
+    if (!id || --id->refs) return;
+    free(id->site);
+    free(id->origin);
+    free(id->sid);
+    free(id->authorization);
+    free(id);
+}
+
+static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
+{
+    frappe_t *f = ud;
+    fr_ident_t *id = rt_calloc(1, sizeof *id);
+    id->refs = 1;
+    rt_slice_t host = http_header_get(req, "host"), origin = http_header_get(req, "origin");
+    rt_slice_t xsite = http_header_get(req, "x-frappe-site-name");
+    rt_slice_t cookie = http_header_get(req, "cookie"), auth = http_header_get(req, "authorization");
+    rt_slice_t hh = frappe_hostname(host);
+    /* Site resolution, in the contract's order. */
+    if (xsite.p && xsite.n) id->site = slice_dup(frappe_hostname(xsite));
+    else if (f->opt.default_site && (rt_slice_eq_cstr(hh, "localhost") || rt_slice_eq_cstr(hh, "127.0.0.1")))
+        id->site = rt_strndup(f->opt.default_site, strlen(f->opt.default_site));
+    else if (origin.p && origin.n) id->site = slice_dup(frappe_hostname(origin));
+    else id->site = slice_dup(hh.p ? hh : RT_SLICE(""));
+    if (!id->site) id->site = rt_strndup("", 0);
+    id->origin_ok = origin.p && rt_slice_eq(hh, frappe_hostname(origin));
+    if (origin.p) id->origin = slice_dup(origin);
+    id->has_cookie = cookie.p && cookie.n;
+    if (auth.p && auth.n) id->authorization = slice_dup(auth);
+    rt_buf_t v = {0};
+    if (cookie.p && frappe_cookie_get(cookie, "sid", &v) && v.len) id->sid = rt_strndup(v.data, v.len);
+    rt_buf_free(&v);
+    sio_client_set_data(c, id);
+}
+
+static void on_client_close(sio_client_t *c, void *ud)
+{
+    RT_UNUSED(ud);
+    ident_unref(sio_client_data(c));
+}
+
+/* ---- web server calls ---- */
+/* Builds the callback URL for path (and form-encoded args). */
+static void callback_url(frappe_t *f, const fr_ident_t *id, const char *path, rt_buf_t *url)
+{
+    url->len = 0;
+    if (f->webserver_base) {
+        rt_buf_append_cstr(url, f->webserver_base);
+    } else if (id->origin) {
+        const char *o = id->origin;
+        if (f->opt.developer_mode) {
+            /* Node: [protocol, host, port] = origin.split(":"), port swapped */
+            const char *c1 = strchr(o, ':');
+            const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            size_t keep = c2 ? (size_t)(c2 - o) : strlen(o);
+            rt_buf_append(url, o, keep);
+            rt_buf_printf(url, ":%d", f->opt.webserver_port);
+        } else {
+            rt_buf_append_cstr(url, o);
+        }
+    }
+    rt_buf_append_cstr(url, path);
+}
+
+static void op_free(fr_op_t *op)
+{
+    rt_list_remove(&op->link);
+    if (op->waiter) fetch_cancel(op->waiter);
+    if (op->s) sio_socket_unref(op->s);
+    ident_unref(op->id);
+    free(op->doctype);
+    free(op->docname);
+    free(op);
+}
+
+static void op_send(fr_op_t *op, rt_slice_t secret);
+
+static void on_secret(bool ok, rt_slice_t value, void *ud)
+{
+    fr_op_t *op = ud;
+    op->waiting_secret = false;
+    if (op->f->stopping) return; /* released by frappe_free */
+    if (!ok) rt_debug("frappe", "socket secret unavailable (Redis down?): calling without it");
+    op_send(op, ok ? value : RT_SLICE_NULL);
+}
+
+/* Reads the secret fresh (the contract: before every callback), then calls. */
+static void op_start(fr_op_t *op)
+{
+    op->waiting_secret = true;
+    broker_get(op->f->broker, SECRET_KEY, on_secret, op);
+}
+
+static void auth_done(fr_op_t *op, const fetch_result_t *r);
+static void perm_done(fr_op_t *op, const fetch_result_t *r);
+
+static void on_fetch(const fetch_result_t *r, void *ud)
+{
+    fr_op_t *op = ud;
+    op->waiter = NULL;
+    if (op->kind == OP_AUTH) auth_done(op, r);
+    else perm_done(op, r);
+}
+
+static void op_send(fr_op_t *op, rt_slice_t secret)
+{
+    frappe_t *f = op->f;
+    fr_ident_t *id = op->id;
+    rt_buf_t url = {0}, h1 = {0}, h2 = {0}, h3 = {0};
+    if (op->kind == OP_AUTH) {
+        callback_url(f, id, "/api/method/frappe.realtime.get_user_info", &url);
+    } else {
+        callback_url(f, id, "/api/method/frappe.realtime.has_permission?doctype=", &url);
+        http_form_encode(rt_slice_cstr(op->doctype), &url);
+        rt_buf_append_cstr(&url, "&name=");
+        http_form_encode(rt_slice_cstr(op->docname), &url);
+    }
+    rt_buf_putc(&url, 0);
+    const char *headers[4];
+    int nh = 0;
+    /* Authorization wins over the sid cookie (Frappe PRs #26766/#31864). */
+    if (id->authorization) rt_buf_printf(&h1, "Authorization: %s", id->authorization);
+    else rt_buf_printf(&h1, "Cookie: sid=%s", id->sid ? id->sid : "");
+    rt_buf_putc(&h1, 0);
+    headers[nh++] = h1.data;
+    rt_buf_printf(&h2, "X-Frappe-Site-Name: %s", id->site);
+    rt_buf_putc(&h2, 0);
+    headers[nh++] = h2.data;
+    if (secret.p) {
+        rt_buf_printf(&h3, "X-Frappe-Socket-Secret: %.*s", (int)secret.n, secret.p);
+        rt_buf_putc(&h3, 0);
+        headers[nh++] = h3.data;
+    }
+    headers[nh] = NULL;
+    if (url.len <= 1 || url.data[0] == '/') {
+        /* no Origin and no webserver_host: nowhere to call */
+        fetch_result_t r = {0, "no callback URL (no Origin header and no webserver_host)", false, RT_SLICE_NULL};
+        on_fetch(&r, op);
+    } else {
+        op->waiter = fetch_get(f->fetch, url.data, headers, on_fetch, op);
+    }
+    rt_buf_free(&url);
+    rt_buf_free(&h1);
+    rt_buf_free(&h2);
+    rt_buf_free(&h3);
+}
+
+static fr_op_t *op_new(frappe_t *f, fr_op_kind_t kind, sio_socket_t *s, fr_ident_t *id)
+{
+    fr_op_t *op = rt_calloc(1, sizeof *op);
+    op->f = f;
+    op->kind = kind;
+    op->s = s;
+    sio_socket_ref(s);
+    op->id = id;
+    id->refs++;
+    rt_list_insert_tail(&f->ops, &op->link);
+    return op;
+}
+
+/* ---- authentication ---- */
+static void fr_socket_free(fr_socket_t *fs)
+{
+    if (!fs) return;
+    for (uint32_t i = 0; i < fs->nopen; i++) {
+        free(fs->open_docs[i].doctype);
+        free(fs->open_docs[i].docname);
+    }
+    free(fs->open_docs);
+    free(fs->user);
+    ident_unref(fs->id);
+    free(fs);
+}
+
+static void join_default_rooms(frappe_t *f, sio_socket_t *s, fr_socket_t *fs)
+{
+    rt_buf_t *b = &f->tmp;
+    b->len = 0;
+    rt_buf_append_cstr(b, "user:");
+    rt_buf_append_cstr(b, fs->user);
+    sio_join(s, rt_slice(b->data, b->len));
+    sio_join(s, RT_SLICE("website"));
+    if (fs->system_user) sio_join(s, RT_SLICE("all"));
+}
+
+static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t user, bool system_user,
+                      bool frappe_app)
+{
+    fr_socket_t *fs = rt_calloc(1, sizeof *fs);
+    fs->id = id;
+    id->refs++;
+    fs->user = rt_strndup(user.p, user.n);
+    fs->system_user = system_user;
+    sio_socket_set_data(s, fs);
+    sio_socket_accept(s);
+    if (!sio_socket_connected(s)) return; /* on_disconnect already freed fs */
+    f->stats.auth_ok++;
+    /* Frappe's own handlers (rooms and events) are the "frappe" app's; a
+     * site without it gets none, as in Node. */
+    fs->handlers = frappe_app;
+    if (frappe_app) join_default_rooms(f, s, fs);
+}
+
+static void reject(frappe_t *f, sio_socket_t *s, const char *msg)
+{
+    f->stats.auth_failed++;
+    sio_socket_reject(s, msg, RT_SLICE_NULL);
+}
+
+/* Node's JSON.parse message for a body that is not JSON (V8 wording). */
+static void syntax_error_text(rt_slice_t body, rt_buf_t *out)
+{
+    if (!body.n) {
+        rt_buf_append_cstr(out, "Unauthorized: SyntaxError: Unexpected end of JSON input");
+        return;
+    }
+    char tok = body.p[0];
+    rt_buf_printf(out, "Unauthorized: SyntaxError: Unexpected token '%c', \"", tok);
+    size_t n = RT_MIN(body.n, 10);
+    for (size_t i = 0; i < n; i++) {
+        char c = body.p[i];
+        if (c == '\n') rt_buf_append_cstr(out, "\\n");
+        else if ((unsigned char)c < 0x20) rt_buf_putc(out, ' ');
+        else rt_buf_putc(out, c);
+    }
+    rt_buf_append_cstr(out, body.n > 10 ? "\"... is not valid JSON" : "\" is not valid JSON");
+}
+
+static void auth_done(fr_op_t *op, const fetch_result_t *r)
+{
+    frappe_t *f = op->f;
+    sio_socket_t *s = op->s;
+    rt_buf_t msg = {0};
+    if (!sio_socket_client(s)) goto out; /* the client went away meanwhile */
+    if (!r->status) {
+        rt_warn("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
+        reject(f, s, r->timed_out ? "Unauthorized: TimeoutError: The operation was aborted due to timeout"
+                                  : "Unauthorized: TypeError: fetch failed");
+        goto out;
+    }
+    rt_json_type_t type;
+    if (!rt_json_valid(r->body, &type)) {
+        syntax_error_text(rt_json_trim(r->body), &msg);
+        rt_buf_putc(&msg, 0);
+        reject(f, s, msg.data);
+        goto out;
+    }
+    rt_slice_t m = RT_SLICE_NULL, apps = RT_SLICE_NULL, user = RT_SLICE_NULL, utype = RT_SLICE_NULL;
+    bool has_m = type == RT_JSON_OBJECT && rt_json_object_get(r->body, "message", &m);
+    if (has_m && rt_json_peek(m) == RT_JSON_OBJECT) {
+        rt_json_object_get(m, "installed_apps", &apps);
+        rt_json_object_get(m, "user", &user);
+        rt_json_object_get(m, "user_type", &utype);
+    }
+    if (!apps.p && op->attempt == 0) {
+        /* One retry: the first call of a fresh site creates the secret. */
+        op->attempt = 1;
+        op_start(op);
+        return;
+    }
+    if (!has_m || rt_json_peek(m) == RT_JSON_NULL) {
+        reject(f, s, "Unauthorized: TypeError: Cannot read properties of undefined (reading 'installed_apps')");
+        goto out;
+    }
+    rt_buf_t u = {0};
+    if (!user.p || rt_json_peek(user) != RT_JSON_STRING || rt_json_string_decode(user, &u) < 0 || !u.len) {
+        /* Node accepts this `{}` answer (secret mismatch) as a deaf socket. */
+        rt_warn("frappe", "get_user_info for site %s returned no user: is socketio_auth_secret on "
+                          "redis_queue the one the web server uses?", op->id->site);
+        rt_buf_free(&u);
+        reject(f, s, "Unauthorized: Error: get_user_info returned no user");
+        goto out;
+    }
+    bool system_user = utype.p && rt_slice_eq_cstr(utype, "\"System User\"");
+    bool frappe_app = false;
+    if (apps.p && rt_json_peek(apps) == RT_JSON_ARRAY) {
+        rt_json_iter_t it;
+        rt_slice_t a;
+        rt_json_iter_init(&it, apps);
+        while (rt_json_array_next(&it, &a))
+            if (rt_slice_eq_cstr(a, "\"frappe\"")) frappe_app = true;
+    }
+    accept_as(f, s, op->id, rt_slice(u.data, u.len), system_user, frappe_app);
+    rt_buf_free(&u);
+out:
+    rt_buf_free(&msg);
+    op_free(op);
+}
+
+static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
+{
+    frappe_t *f = ud;
+    RT_UNUSED(auth); /* the handshake auth payload is ignored, as in Frappe */
+    sio_client_t *c = sio_socket_client(s);
+    fr_ident_t *id = sio_client_data(c);
+    rt_slice_t nsp = sio_nsp_name(sio_socket_nsp(s));
+    rt_slice_t site = rt_slice(nsp.p + 1, nsp.n - 1);
+    if (!rt_slice_eq_cstr(site, id->site)) {
+        reject(f, s, "Invalid namespace");
+        return;
+    }
+    if (f->opt.guest_mode) {
+        accept_as(f, s, id, RT_SLICE("Guest"), false, true);
+        return;
+    }
+    if (!id->origin_ok) {
+        reject(f, s, "Invalid origin");
+        return;
+    }
+    if (!id->has_cookie && !id->authorization) {
+        reject(f, s, "Missing cookie and authorization header. Either one needed for authentication.");
+        return;
+    }
+    if (!id->sid && !id->authorization) {
+        reject(f, s, "No authentication method used. Use cookie or authorization header.");
+        return;
+    }
+    op_start(op_new(f, OP_AUTH, s, id));
+}
+
+/* ---- permission checks and client events ---- */
+static void doc_room(rt_buf_t *b, const char *prefix, const char *dt, const char *dn)
+{
+    b->len = 0;
+    rt_buf_append_cstr(b, prefix);
+    rt_buf_append_cstr(b, dt);
+    if (dn) {
+        rt_buf_putc(b, '/');
+        rt_buf_append_cstr(b, dn);
+    }
+}
+
+typedef struct {
+    sio_socket_t **v;
+    size_t n, cap;
+} sock_vec_t;
+
+static void collect(sio_socket_t *s, void *arg)
+{
+    sock_vec_t *sv = arg;
+    if (sv->n == sv->cap) {
+        sv->cap = sv->cap ? sv->cap * 2 : 16;
+        sv->v = rt_realloc(sv->v, sv->cap * sizeof *sv->v);
+    }
+    sv->v[sv->n++] = s;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = sio_socket_seq(*(sio_socket_t *const *)a), y = sio_socket_seq(*(sio_socket_t *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+/* doc_viewers to open_doc:<dt>/<dn> after a doc_open, doc_close or
+ * disconnect of `self`: users in namespace connection order, de-duplicated;
+ * nothing when the only viewer is self's own user. */
+static void notify_viewers(frappe_t *f, sio_nsp_t *nsp, const char *self_user, const char *dt,
+                           const char *dn)
+{
+    rt_buf_t room = {0};
+    doc_room(&room, "open_doc:", dt, dn);
+    sock_vec_t sv = {0};
+    sio_room_each(nsp, rt_slice(room.data, room.len), collect, &sv);
+    qsort(sv.v, sv.n, sizeof *sv.v, by_seq);
+    if (sv.n == 1) {
+        fr_socket_t *fs = sio_socket_data(sv.v[0]);
+        if (fs && !strcmp(fs->user, self_user)) goto out;
+    }
+    rt_buf_t body = {0};
+    rt_buf_append_cstr(&body, "\"doc_viewers\",{\"doctype\":");
+    rt_buf_append_json_string(&body, rt_slice_cstr(dt));
+    rt_buf_append_cstr(&body, ",\"docname\":");
+    rt_buf_append_json_string(&body, rt_slice_cstr(dn));
+    rt_buf_append_cstr(&body, ",\"users\":[");
+    size_t listed = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        fr_socket_t *fs = sio_socket_data(sv.v[i]);
+        if (!fs) continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            fr_socket_t *o = sio_socket_data(sv.v[j]);
+            seen = o && !strcmp(o->user, fs->user);
+        }
+        if (seen) continue;
+        if (listed++) rt_buf_putc(&body, ',');
+        rt_buf_append_json_string(&body, rt_slice_cstr(fs->user));
+    }
+    rt_buf_append_cstr(&body, "]}");
+    rt_slice_t r = rt_slice(room.data, room.len);
+    sio_broadcast(nsp, &r, 1, NULL, rt_slice(body.data, body.len));
+    rt_buf_free(&body);
+out:
+    free(sv.v);
+    rt_buf_free(&room);
+}
+
+static void perm_done(fr_op_t *op, const fetch_result_t *r)
+{
+    frappe_t *f = op->f;
+    sio_socket_t *s = op->s;
+    f->stats.perm_checks++;
+    bool allowed = false;
+    rt_slice_t m;
+    if (!r->status) {
+        rt_warn("frappe", "Can't check permissions for %s: %s", op->doctype, r->err);
+    } else if (r->status == 200 && rt_json_valid(r->body, NULL) &&
+               rt_json_peek(r->body) == RT_JSON_OBJECT && rt_json_object_get(r->body, "message", &m)) {
+        allowed = rt_slice_eq_cstr(m, "true");
+    }
+    /* A refusal (403) is silent: no join, nothing sent back. */
+    if (allowed && sio_socket_connected(s)) {
+        rt_buf_t room = {0};
+        fr_socket_t *fs = sio_socket_data(s);
+        switch (op->perm) {
+        case PERM_DOCTYPE: doc_room(&room, "doctype:", op->doctype, NULL); break;
+        case PERM_DOC: doc_room(&room, "doc:", op->doctype, op->docname); break;
+        case PERM_OPEN: doc_room(&room, "open_doc:", op->doctype, op->docname); break;
+        }
+        sio_join(s, rt_slice(room.data, room.len));
+        if (op->perm == PERM_OPEN) {
+            if (fs->nopen == fs->capopen) {
+                fs->capopen = fs->capopen ? fs->capopen * 2 : 4;
+                fs->open_docs = rt_realloc(fs->open_docs, fs->capopen * sizeof *fs->open_docs);
+            }
+            fs->open_docs[fs->nopen++] = (fr_doc_t){op->doctype, op->docname};
+            op->doctype = op->docname = NULL; /* moved */
+            fr_doc_t *d = &fs->open_docs[fs->nopen - 1];
+            notify_viewers(f, sio_socket_nsp(s), fs->user, d->doctype, d->docname);
+        }
+        rt_buf_free(&room);
+    }
+    op_free(op);
+}
+
+static void check_permission(frappe_t *f, sio_socket_t *s, fr_perm_kind_t kind, rt_slice_t dt, rt_slice_t dn)
+{
+    fr_socket_t *fs = sio_socket_data(s);
+    if (f->opt.guest_mode) return; /* no web server to ask: nothing is granted */
+    fr_op_t *op = op_new(f, OP_PERM, s, fs->id);
+    op->perm = kind;
+    js_string(dt, &f->tmp);
+    op->doctype = rt_strndup(f->tmp.data ? f->tmp.data : "", f->tmp.len);
+    if (kind == PERM_DOCTYPE) {
+        op->docname = rt_strndup("", 0);
+    } else {
+        js_string(dn, &f->tmp);
+        op->docname = rt_strndup(f->tmp.data, f->tmp.len);
+    }
+    op_start(op);
+}
+
+static void leave_room(frappe_t *f, sio_socket_t *s, const char *prefix, rt_slice_t a, rt_slice_t b, bool two)
+{
+    rt_buf_t dt = {0}, dn = {0}, room = {0};
+    js_string(a, &dt);
+    rt_buf_putc(&dt, 0);
+    if (two) {
+        js_string(b, &dn);
+        rt_buf_putc(&dn, 0);
+    }
+    doc_room(&room, prefix, dt.data, two ? dn.data : NULL);
+    sio_leave(s, rt_slice(room.data, room.len));
+    RT_UNUSED(f);
+    rt_buf_free(&dt);
+    rt_buf_free(&dn);
+    rt_buf_free(&room);
+}
+
+static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
+{
+    frappe_t *f = ud;
+    fr_socket_t *fs = sio_socket_data(s);
+    if (!fs || !fs->handlers) return;
+    rt_slice_t a[2] = {RT_SLICE_NULL, RT_SLICE_NULL}, first;
+    rt_json_iter_t it;
+    rt_json_iter_init(&it, ev->payload);
+    rt_json_array_next(&it, &first);
+    for (int i = 0; i < 2 && rt_json_array_next(&it, &a[i]); i++) {}
+    rt_slice_t n = ev->name;
+    if (rt_slice_eq_cstr(n, "ping")) {
+        sio_emit(s, RT_SLICE("pong"), RT_SLICE(""), NULL, 0);
+    } else if (rt_slice_eq_cstr(n, "doctype_subscribe")) {
+        check_permission(f, s, PERM_DOCTYPE, a[0], RT_SLICE_NULL);
+    } else if (rt_slice_eq_cstr(n, "doctype_unsubscribe")) {
+        leave_room(f, s, "doctype:", a[0], RT_SLICE_NULL, false);
+    } else if (rt_slice_eq_cstr(n, "task_subscribe") || rt_slice_eq_cstr(n, "progress_subscribe")) {
+        rt_buf_t id = {0}, room = {0};
+        js_string(a[0], &id);
+        rt_buf_putc(&id, 0);
+        doc_room(&room, "task_progress:", id.data, NULL);
+        sio_join(s, rt_slice(room.data, room.len));
+        rt_buf_free(&id);
+        rt_buf_free(&room);
+    } else if (rt_slice_eq_cstr(n, "task_unsubscribe")) {
+        leave_room(f, s, "task_progress:", a[0], RT_SLICE_NULL, false);
+    } else if (rt_slice_eq_cstr(n, "doc_subscribe")) {
+        check_permission(f, s, PERM_DOC, a[0], a[1]);
+    } else if (rt_slice_eq_cstr(n, "doc_unsubscribe")) {
+        leave_room(f, s, "doc:", a[0], a[1], true);
+    } else if (rt_slice_eq_cstr(n, "doc_open")) {
+        check_permission(f, s, PERM_OPEN, a[0], a[1]);
+    } else if (rt_slice_eq_cstr(n, "doc_close")) {
+        rt_buf_t dt = {0}, dn = {0};
+        js_string(a[0], &dt);
+        rt_buf_putc(&dt, 0);
+        js_string(a[1], &dn);
+        rt_buf_putc(&dn, 0);
+        leave_room(f, s, "open_doc:", a[0], a[1], true);
+        /* Forget this document only (Node's filter forgot every one). */
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < fs->nopen; i++) {
+            fr_doc_t d = fs->open_docs[i];
+            if (!strcmp(d.doctype, dt.data) && !strcmp(d.docname, dn.data)) {
+                free(d.doctype);
+                free(d.docname);
+            } else {
+                fs->open_docs[k++] = d;
+            }
+        }
+        fs->nopen = k;
+        notify_viewers(f, sio_socket_nsp(s), fs->user, dt.data, dn.data);
+        rt_buf_free(&dt);
+        rt_buf_free(&dn);
+    } else if (rt_slice_eq_cstr(n, "open_in_editor")) {
+        /* Developer mode only; Node's handler lets any client kill the process. */
+        if (f->opt.developer_mode && a[0].p) broker_publish(f->broker, "open_in_editor", rt_json_trim(a[0]));
+    }
+    /* Unknown events are ignored, as in Frappe. */
+}
+
+static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
+{
+    frappe_t *f = ud;
+    RT_UNUSED(reason);
+    fr_socket_t *fs = sio_socket_data(s);
+    if (!fs) return;
+    sio_socket_set_data(s, NULL);
+    /* Presence for every document still open; the socket has left its rooms. */
+    for (uint32_t i = 0; i < fs->nopen; i++)
+        notify_viewers(f, sio_socket_nsp(s), fs->user, fs->open_docs[i].doctype, fs->open_docs[i].docname);
+    fr_socket_free(fs);
+}
+
+/* ---- the Redis `events` bridge ---- */
+typedef struct {
+    rt_slice_t body;
+    size_t n;
+} all_sites_t;
+
+static void broadcast_site(sio_nsp_t *nsp, void *arg)
+{
+    all_sites_t *a = arg;
+    if (sio_nsp_name(nsp).n > 1) a->n += sio_broadcast(nsp, NULL, 0, NULL, a->body);
+}
+
+void frappe_route_event(frappe_t *f, rt_slice_t payload)
+{
+    rt_json_type_t type;
+    f->stats.events++;
+    if (!rt_json_valid(payload, &type) || type != RT_JSON_OBJECT) {
+        f->stats.events_bad++;
+        rt_warn("frappe", "skipped a message on 'events': %s", type == RT_JSON_INVALID ? "not JSON" : "not a JSON object");
+        return;
+    }
+    rt_slice_t event = RT_SLICE_NULL, message = RT_SLICE_NULL, room = RT_SLICE_NULL, ns = RT_SLICE_NULL;
+    rt_json_object_get(payload, "event", &event);
+    rt_json_object_get(payload, "message", &message);
+    rt_json_object_get(payload, "room", &room);
+    rt_json_object_get(payload, "namespace", &ns);
+    if (!event.p || rt_json_peek(event) != RT_JSON_STRING) {
+        f->stats.events_bad++;
+        rt_warn("frappe", "skipped a message on 'events': 'event' is not a string");
+        return;
+    }
+    /* Room: any truthy value routes; a non-string truthy value is an error. */
+    rt_json_type_t rt = room.p ? rt_json_peek(room) : RT_JSON_NULL;
+    bool has_room = room.p && !(rt == RT_JSON_NULL || rt == RT_JSON_FALSE ||
+                                (rt == RT_JSON_STRING && room.n == 2) ||
+                                (rt == RT_JSON_NUMBER && rt_slice_eq_cstr(room, "0")));
+    rt_buf_t *b = &f->tmp;
+    b->len = 0;
+    rt_buf_append_slice(b, event);
+    rt_buf_putc(b, ',');
+    if (message.p) rt_buf_append_slice(b, message);
+    else rt_buf_append_cstr(b, "null"); /* Node: a missing message arrives as null */
+    if (!has_room) {
+        all_sites_t a = {rt_slice(b->data, b->len), 0};
+        sio_server_each_nsp(f->srv, broadcast_site, &a);
+        return;
+    }
+    if (rt != RT_JSON_STRING || !ns.p || rt_json_peek(ns) != RT_JSON_STRING || ns.n <= 2) {
+        f->stats.events_bad++;
+        rt_warn("frappe", "skipped a message on 'events': %s",
+                rt != RT_JSON_STRING ? "'room' is not a string" : "a room without a namespace");
+        return;
+    }
+    rt_buf_t names = {0};
+    rt_buf_putc(&names, '/');
+    rt_json_string_decode(ns, &names);
+    size_t room_off = names.len;
+    rt_json_string_decode(room, &names);
+    sio_nsp_t *nsp = sio_server_find(f->srv, rt_slice(names.data, room_off));
+    if (nsp) {
+        rt_slice_t r = rt_slice(names.data + room_off, names.len - room_off);
+        sio_broadcast(nsp, &r, 1, NULL, rt_slice(b->data, b->len));
+    }
+    rt_buf_free(&names);
+}
+
+static void on_broker_message(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    RT_UNUSED(channel);
+    frappe_route_event(ud, payload);
+}
+
+/* ---- setup ---- */
+static bool match_site(rt_slice_t name, void *ud)
+{
+    RT_UNUSED(ud);
+    return name.n > 1 && name.p[0] == '/';
+}
+
+frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t *opt, char *err,
+                     size_t errlen)
+{
+    frappe_t *f = rt_calloc(1, sizeof *f);
+    f->loop = loop;
+    f->srv = srv;
+    f->opt = *opt;
+    rt_list_init(&f->ops);
+    static const char *channels[] = {"events"};
+    static const broker_handler_t bh = {on_broker_message, NULL};
+    f->broker = broker_redis_new(loop, opt->redis_url, channels, 1, &bh, f, err, errlen);
+    if (!f->broker) {
+        free(f);
+        return NULL;
+    }
+    if (opt->webserver_host && *opt->webserver_host) {
+        rt_buf_t b = {0};
+        const char *h = opt->webserver_host;
+        if (!strstr(h, "://")) rt_buf_append_cstr(&b, "http://");
+        rt_buf_append_cstr(&b, h);
+        const char *hostpart = strstr(h, "://") ? strstr(h, "://") + 3 : h;
+        if (!strchr(hostpart, ':')) rt_buf_printf(&b, ":%d", opt->webserver_port);
+        while (b.len && b.data[b.len - 1] == '/') b.len--;
+        rt_buf_putc(&b, 0);
+        f->webserver_base = b.data;
+    }
+    f->fetch = fetch_client_new(loop, opt->auth_timeout_ms);
+    static const sio_client_handler_t ch = {on_client, on_client_close};
+    sio_server_set_client_handler(srv, &ch, f);
+    static const sio_nsp_handler_t main_h = {NULL, NULL, NULL, NULL};
+    static const sio_nsp_handler_t site_h = {on_connect_request, NULL, on_event, on_disconnect};
+    sio_server_of(srv, "/", &main_h, f); /* exists in Socket.IO; gets nothing */
+    sio_server_add_dynamic(srv, match_site, &site_h, f);
+    if (opt->guest_mode)
+        rt_warn("frappe", "auth_mode=guest: every connection is accepted as Guest without asking "
+                          "a web server. For demos only; never on a real bench.");
+    return f;
+}
+
+void frappe_free(frappe_t *f)
+{
+    if (!f) return;
+    f->stopping = true;
+    broker_free(f->broker); /* pending GETs call back with ok = false */
+    fetch_client_free(f->fetch);
+    while (!rt_list_empty(&f->ops)) {
+        fr_op_t *op = rt_container_of(f->ops.next, fr_op_t, link);
+        op->waiter = NULL; /* freed with the fetch client */
+        op_free(op);
+    }
+    free(f->webserver_base);
+    rt_buf_free(&f->tmp);
+    free(f);
+}
+
+const frappe_stats_t *frappe_stats(const frappe_t *f) { return &f->stats; }
