@@ -42,6 +42,7 @@ typedef struct {
     eio_server_t *eio_echo; /* conformance mode only */
     sio_server_t *sio;
     void *frappe;           /* frappe module state */
+    http_static_t *statics; /* static_dir, when set */
 } app_t;
 
 /* Fills cfg from defaults, bench files, environment and argv (in that

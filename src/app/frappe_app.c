@@ -3,6 +3,9 @@
 #include "app_frappe.h"
 
 #include <hiredis/hiredis.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "frappe/frappe.h"
@@ -28,6 +31,18 @@ static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
 int frappe_start(app_t *app)
 {
     const app_config_t *cfg = &app->cfg;
+    if (!strcmp(cfg->auth_mode, "frappe")) {
+        char sites[4096];
+        struct stat st;
+        snprintf(sites, sizeof sites, "%s/sites", cfg->bench);
+        if (stat(sites, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            char real[4096];
+            fprintf(stderr, "realtimed: %s is not a Frappe bench (no sites/ folder): start realtimed "
+                            "in the bench root or pass --bench DIR\n",
+                    realpath(cfg->bench, real) ? real : cfg->bench);
+            return 78;
+        }
+    }
     eio_options_t eo;
     eio_options_default(&eo);
     eo.ping_interval = (unsigned)cfg->ping_interval;
@@ -38,6 +53,15 @@ int frappe_start(app_t *app)
     so.connect_timeout = (unsigned)cfg->connect_timeout;
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
     http_server_route(app->http, "/health", health, NULL);
+    if (cfg->static_dir) {
+        char err[256];
+        app->statics = http_static_new(cfg->static_dir, err, sizeof err);
+        if (!app->statics) {
+            fprintf(stderr, "realtimed: %s\n", err);
+            return 78;
+        }
+        http_server_route(app->http, "/", http_static_handler, app->statics);
+    }
     frappe_options_t fo;
     frappe_options(cfg, &fo);
     char err[256];
@@ -53,6 +77,8 @@ void frappe_stop(app_t *app)
 {
     frappe_free(app->frappe);
     app->frappe = NULL;
+    http_static_free(app->statics);
+    app->statics = NULL;
 }
 
 int frappe_check_config(const app_config_t *cfg)

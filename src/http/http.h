@@ -59,4 +59,14 @@ net_conn_t *http_conn_upgrade(http_conn_t *hc);
 net_conn_t *http_conn_net(const http_conn_t *hc);
 http_server_t *http_conn_server(const http_conn_t *hc);
 
+/* ---- static files ----
+ * Serves GET/HEAD for files under root (index.html for directories), with a
+ * content type from the extension. Paths are percent-decoded; "..", NUL and
+ * anything that resolves (through symlinks) outside root get 404. Other
+ * methods get 405. */
+typedef struct http_static http_static_t;
+http_static_t *http_static_new(const char *root, char *err, size_t errlen);
+void http_static_free(http_static_t *st);
+void http_static_handler(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud);
+
 #endif
