@@ -15,7 +15,8 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 SANFL   := $(if $(SAN),$(SANITIZE),)
 VERSION := 0.1.0
 PROJ_CFLAGS := -DREALTIMED_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(OPT) $(SANFL) -Isrc -D_GNU_SOURCE -MMD -MP
-LIBS    := -lcrypto -lhiredis -lcurl -ljansson -lm
+LIBS    := -lcrypto -lhiredis -ljansson -lm
+# libcurl is dlopen()ed by src/frappe/fetch.c on first use (see there).
 LDALL   := $(SANFL) $(LDFLAGS)
 
 LIB_SRC := $(sort $(filter-out src/app/%,$(wildcard src/*/*.c)))

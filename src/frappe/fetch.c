@@ -7,6 +7,8 @@
 #include "fetch.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #define FETCH_MAX_BODY (1 << 20)
@@ -39,10 +41,73 @@ struct fetch_client {
     net_loop_t *loop;
     CURLM *multi;
     net_timer_t timer;
+    net_timer_t fail_timer;  /* delivers failures when libcurl is unavailable */
+    fetch_waiter_t *failed;
     unsigned timeout_ms;
     rt_map_t inflight; /* key -> fetch_req_t */
     fetch_stats_t stats;
 };
+
+/* libcurl is loaded on first use: it and its ~30 dependencies cost ~6 MB of
+ * shared-library pages, which a realtime server with no clients need not
+ * pay. GNUTLS_NO_IMPLICIT_INIT keeps gnutls (pulled in through librtmp, and
+ * never used for our HTTP calls) from initialising itself when it loads. */
+static struct {
+    bool tried, ok;
+    CURLcode (*global_init)(long);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+    CURLMcode (*multi_cleanup)(CURLM *);
+    CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+    CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    void (*easy_cleanup)(CURL *);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+} cu;
+
+static bool curl_load(void)
+{
+    if (cu.tried) return cu.ok;
+    cu.tried = true;
+    setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0);
+    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        rt_error("frappe", "cannot load libcurl.so.4 (install libcurl4): %s", dlerror());
+        return false;
+    }
+#define LOAD(field, name)                                                                          \
+    if (!(*(void **)&cu.field = dlsym(h, name))) {                                                 \
+        rt_error("frappe", "libcurl.so.4 lacks %s", name);                                          \
+        return false;                                                                              \
+    }
+    LOAD(global_init, "curl_global_init")
+    LOAD(multi_init, "curl_multi_init")
+    LOAD(multi_setopt, "curl_multi_setopt")
+    LOAD(multi_cleanup, "curl_multi_cleanup")
+    LOAD(multi_assign, "curl_multi_assign")
+    LOAD(multi_socket_action, "curl_multi_socket_action")
+    LOAD(multi_info_read, "curl_multi_info_read")
+    LOAD(multi_add_handle, "curl_multi_add_handle")
+    LOAD(multi_remove_handle, "curl_multi_remove_handle")
+    LOAD(easy_init, "curl_easy_init")
+    LOAD(easy_setopt, "curl_easy_setopt")
+    LOAD(easy_cleanup, "curl_easy_cleanup")
+    LOAD(easy_getinfo, "curl_easy_getinfo")
+    LOAD(easy_strerror, "curl_easy_strerror")
+    LOAD(slist_append, "curl_slist_append")
+    LOAD(slist_free_all, "curl_slist_free_all")
+#undef LOAD
+    if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return false;
+    cu.ok = true;
+    return true;
+}
 
 static void check_done(fetch_client_t *fc);
 
@@ -55,7 +120,7 @@ static void sock_cb_io(net_loop_t *loop, net_io_t *io, uint32_t events)
     if (events & NET_READ) flags |= CURL_CSELECT_IN;
     if (events & NET_WRITE) flags |= CURL_CSELECT_OUT;
     if (events & (0x008 | 0x010)) flags |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(fc->multi, io->fd, flags, &running); /* may free s */
+    cu.multi_socket_action(fc->multi, io->fd, flags, &running); /* may free s */
     check_done(fc);
 }
 
@@ -68,7 +133,7 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
         if (s) {
             net_io_set(fc->loop, &s->io, 0);
             free(s);
-            curl_multi_assign(fc->multi, fd, NULL);
+            cu.multi_assign(fc->multi, fd, NULL);
         }
         return 0;
     }
@@ -77,7 +142,7 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
         s->io.fd = fd;
         s->io.cb = sock_cb_io;
         s->fc = fc;
-        curl_multi_assign(fc->multi, fd, s);
+        cu.multi_assign(fc->multi, fd, s);
     }
     uint32_t ev = 0;
     if (what & CURL_POLL_IN) ev |= NET_READ;
@@ -86,12 +151,26 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
     return 0;
 }
 
+static void fail_timer_cb(net_loop_t *loop, net_timer_t *t)
+{
+    fetch_client_t *fc = rt_container_of(t, fetch_client_t, fail_timer);
+    RT_UNUSED(loop);
+    fetch_result_t res = {0, "libcurl is not available", false, RT_SLICE_NULL};
+    while (fc->failed) {
+        fetch_waiter_t *w = fc->failed;
+        fc->failed = w->next;
+        fc->stats.failures++;
+        if (!w->cancelled) w->cb(&res, w->ud);
+        free(w);
+    }
+}
+
 static void timer_cb(net_loop_t *loop, net_timer_t *t)
 {
     fetch_client_t *fc = rt_container_of(t, fetch_client_t, timer);
     RT_UNUSED(loop);
     int running;
-    curl_multi_socket_action(fc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    cu.multi_socket_action(fc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(fc);
 }
 
@@ -118,9 +197,9 @@ static size_t write_function(char *p, size_t size, size_t n, void *ud)
 
 static void req_free(fetch_req_t *r)
 {
-    curl_multi_remove_handle(r->fc->multi, r->easy);
-    curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
+    cu.multi_remove_handle(r->fc->multi, r->easy);
+    cu.easy_cleanup(r->easy);
+    cu.slist_free_all(r->headers);
     rt_buf_free(&r->body);
     free(r->key);
     while (r->waiters) {
@@ -135,21 +214,21 @@ static void check_done(fetch_client_t *fc)
 {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(fc->multi, &left))) {
+    while ((m = cu.multi_info_read(fc->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         fetch_req_t *r = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        cu.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
         CURLcode code = m->data.result;
         rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
         fc->stats.in_flight--;
         fetch_result_t res = {0};
         if (code == CURLE_OK) {
-            curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+            cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
             res.body = rt_slice(r->body.data, r->body.len);
         } else {
             fc->stats.failures++;
             res.timed_out = code == CURLE_OPERATION_TIMEDOUT;
-            res.err = r->too_big ? "response too large" : r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
+            res.err = r->too_big ? "response too large" : r->errbuf[0] ? r->errbuf : cu.easy_strerror(code);
         }
         /* Waiters may start new requests from their callbacks; this one is
          * already out of the in-flight map, so they get a fresh call. */
@@ -161,23 +240,27 @@ static void check_done(fetch_client_t *fc)
 
 fetch_client_t *fetch_client_new(net_loop_t *loop, unsigned timeout_ms)
 {
-    static bool global_init;
-    if (!global_init) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        global_init = true;
-    }
     fetch_client_t *fc = rt_calloc(1, sizeof *fc);
     fc->loop = loop;
     fc->timeout_ms = timeout_ms;
-    fc->multi = curl_multi_init();
     rt_map_init(&fc->inflight);
     net_timer_init(&fc->timer, timer_cb);
-    curl_multi_setopt(fc->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
-    curl_multi_setopt(fc->multi, CURLMOPT_SOCKETDATA, fc);
-    curl_multi_setopt(fc->multi, CURLMOPT_TIMERFUNCTION, timer_function);
-    curl_multi_setopt(fc->multi, CURLMOPT_TIMERDATA, fc);
-    curl_multi_setopt(fc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    net_timer_init(&fc->fail_timer, fail_timer_cb);
     return fc;
+}
+
+/* Creates the multi handle on first use (loading libcurl). */
+static bool ensure_multi(fetch_client_t *fc)
+{
+    if (fc->multi) return true;
+    if (!curl_load()) return false;
+    fc->multi = cu.multi_init();
+    cu.multi_setopt(fc->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
+    cu.multi_setopt(fc->multi, CURLMOPT_SOCKETDATA, fc);
+    cu.multi_setopt(fc->multi, CURLMOPT_TIMERFUNCTION, timer_function);
+    cu.multi_setopt(fc->multi, CURLMOPT_TIMERDATA, fc);
+    cu.multi_setopt(fc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    return true;
 }
 
 void fetch_client_free(fetch_client_t *fc)
@@ -191,7 +274,13 @@ void fetch_client_free(fetch_client_t *fc)
         it = 0;
     }
     net_timer_stop(&fc->timer);
-    curl_multi_cleanup(fc->multi);
+    net_timer_stop(&fc->fail_timer);
+    while (fc->failed) {
+        fetch_waiter_t *w = fc->failed;
+        fc->failed = w->next;
+        free(w);
+    }
+    if (fc->multi) cu.multi_cleanup(fc->multi);
     rt_map_free(&fc->inflight);
     free(fc);
 }
@@ -210,6 +299,14 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
     w->cb = cb;
     w->ud = ud;
     fc->stats.requests++;
+    if (!ensure_multi(fc)) {
+        /* Answered from the loop, never from inside this call. */
+        rt_buf_free(&key);
+        w->next = fc->failed;
+        fc->failed = w;
+        net_timer_start(fc->loop, &fc->fail_timer, 0);
+        return w;
+    }
     fetch_req_t *r = rt_map_get(&fc->inflight, rt_slice(key.data, key.len - 1));
     if (r) {
         fc->stats.coalesced++;
@@ -222,25 +319,25 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
     r = rt_calloc(1, sizeof *r);
     r->fc = fc;
     r->key = key.data;
-    r->easy = curl_easy_init();
-    for (size_t i = 0; headers && headers[i]; i++) r->headers = curl_slist_append(r->headers, headers[i]);
-    r->headers = curl_slist_append(r->headers, "Expect:");
-    curl_easy_setopt(r->easy, CURLOPT_URL, url);
-    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_function);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)fc->timeout_ms);
-    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "realtimed");
+    r->easy = cu.easy_init();
+    for (size_t i = 0; headers && headers[i]; i++) r->headers = cu.slist_append(r->headers, headers[i]);
+    r->headers = cu.slist_append(r->headers, "Expect:");
+    cu.easy_setopt(r->easy, CURLOPT_URL, url);
+    cu.easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    cu.easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_function);
+    cu.easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    cu.easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+    cu.easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    cu.easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)fc->timeout_ms);
+    cu.easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    cu.easy_setopt(r->easy, CURLOPT_TCP_NODELAY, 1L);
+    cu.easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(r->easy, CURLOPT_USERAGENT, "realtimed");
     w->req = r;
     r->waiters = w;
     rt_map_put(&fc->inflight, rt_slice_cstr(r->key), r);
     fc->stats.in_flight++;
-    curl_multi_add_handle(fc->multi, r->easy);
+    cu.multi_add_handle(fc->multi, r->easy);
     return w;
 }
 

@@ -9,6 +9,10 @@
  * refuse anyway. Unfragmented messages are returned in place (no copy); only
  * fragmented ones are gathered in d->msg, which is released on the call after
  * the message was handed out so idle connections hold no buffer. */
+/* The low-level SHA-1 API runs without OpenSSL 3 providers: the EVP path
+ * (SHA1()) loads the configuration and the default provider, ~2 MB of RSS
+ * for one hash per WebSocket handshake. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "ws/ws_frame.h"
 
 #include <limits.h>
@@ -205,7 +209,10 @@ void ws_accept_key(rt_slice_t key, char out[29])
     if (key.n) memcpy(cat, key.p, key.n);
     memcpy(cat + key.n, guid, gn);
     uint8_t digest[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)cat, key.n + gn, digest);
+    SHA_CTX ctx;
+    SHA1_Init(&ctx);
+    SHA1_Update(&ctx, cat, key.n + gn);
+    SHA1_Final(digest, &ctx);
     if (cat != stack) rt_free(cat);
     size_t n = rt_base64_encode(out, digest, sizeof digest);
     out[n] = '\0';
