@@ -65,6 +65,8 @@ struct eio_server {
     uint8_t rand_pool[15 * 64];
     size_t rand_left;
     rt_buf_t scratch;
+    eio_qpkt_t *free_q;
+    size_t nfree_q;
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
@@ -89,9 +91,34 @@ static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t
 }
 
 /* ---- packet queue (polling) ---- */
+/* Queue nodes come from a per-server free list: a broadcast to polling
+ * clients costs no allocation per recipient once the list is warm. */
+static eio_qpkt_t *qpkt_get(eio_server_t *srv)
+{
+    eio_qpkt_t *p = srv->free_q;
+    if (p) {
+        srv->free_q = p->next;
+        srv->nfree_q--;
+        return p;
+    }
+    return rt_malloc(sizeof *p);
+}
+
+static void qpkt_put(eio_server_t *srv, eio_qpkt_t *p)
+{
+    rt_chunk_unref(p->chunk);
+    if (srv->nfree_q >= 65536) {
+        free(p);
+        return;
+    }
+    p->next = srv->free_q;
+    srv->free_q = p;
+    srv->nfree_q++;
+}
+
 static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
 {
-    eio_qpkt_t *p = rt_malloc(sizeof *p);
+    eio_qpkt_t *p = qpkt_get(s->srv);
     p->next = NULL;
     p->chunk = rt_chunk_ref(ch);
     p->off = (uint32_t)off;
@@ -107,8 +134,7 @@ static void q_clear(eio_session_t *s)
     while (s->q_head) {
         eio_qpkt_t *p = s->q_head;
         s->q_head = p->next;
-        rt_chunk_unref(p->chunk);
-        free(p);
+        qpkt_put(s->srv, p);
     }
     s->q_tail = NULL;
 }
@@ -650,6 +676,11 @@ void eio_server_free(eio_server_t *srv)
     eio_hook(srv->loop, srv);
     rt_map_free(&srv->sessions);
     rt_buf_free(&srv->scratch);
+    while (srv->free_q) {
+        eio_qpkt_t *p = srv->free_q;
+        srv->free_q = p->next;
+        free(p);
+    }
     free(srv->dead);
     free(srv->flush);
     free(srv);
