@@ -322,7 +322,9 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         rt_slice_t body = rt_slice(data + done + r, body_len);
         done += (size_t)r + body_len;
         dispatch(hc, &req, body);
-        if (c->data != hc) return done; /* upgraded: the rest goes to the new owner */
+        /* Upgraded: hc is freed and the rest goes to the new owner. Compare
+         * ops, not data: the new owner may reuse hc's address. */
+        if (c->ops != &http_ops) return done;
     }
     if (!hc->busy && done < len && !net_timer_active(&hc->timer))
         net_timer_start(hc->srv->loop, &hc->timer, hc->srv->opt.head_timeout_ms);

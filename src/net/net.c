@@ -57,7 +57,8 @@ struct net_loop {
         void *ud;
     } hooks[8];
     int nhooks;
-    net_timer_t soft_timer;
+    net_timer_t soft_timer; /* sweeps the slow list once a second */
+    net_conn_t *slow;       /* over the soft limit, or shut down with output left */
     net_stats_t stats;
 };
 
@@ -251,6 +252,7 @@ void net_options_default(net_options_t *o)
 }
 
 static void soft_limit_tick(net_loop_t *loop, net_timer_t *t);
+static void conn_mark_slow(net_conn_t *c);
 
 net_loop_t *net_loop_new(const net_options_t *opt)
 {
@@ -422,6 +424,8 @@ void net_conn_shutdown(net_conn_t *c)
     }
     net_conn_pause(c);
     shutdown(c->io.fd, SHUT_RD);
+    c->soft_since = 0;
+    conn_mark_slow(c); /* closed after 5 s even if the peer never reads */
 }
 
 void net_conn_pause(net_conn_t *c)
@@ -591,13 +595,8 @@ static void conn_flush(net_conn_t *c)
     uint32_t want = c->flags & NET_CONN_PAUSED ? 0 : EPOLLIN;
     if (c->out_head) {
         want |= EPOLLOUT;
-        if (c->out_bytes > loop->opt.out_soft_limit) {
-            uint32_t now_s = (uint32_t)(loop->now / 1000);
-            if (!c->soft_since) c->soft_since = now_s ? now_s : 1;
-            if (!net_timer_active(&loop->soft_timer)) net_timer_start(loop, &loop->soft_timer, 1000);
-        } else {
-            c->soft_since = 0;
-        }
+        if (c->out_bytes > loop->opt.out_soft_limit || (c->flags & NET_CONN_SHUTDOWN)) conn_mark_slow(c);
+        else c->soft_since = 0;
     } else {
         c->soft_since = 0;
         if (c->flags & NET_CONN_SHUTDOWN) {
@@ -608,20 +607,56 @@ static void conn_flush(net_conn_t *c)
     net_io_set(loop, &c->io, want);
 }
 
-/* Soft output limit: a connection that stays above it for out_soft_seconds
- * is closed. Checked from the pending pass; this timer just makes sure the
- * loop wakes up while some connection is over the limit. */
-static void soft_limit_tick(net_loop_t *loop, net_timer_t *t) { RT_UNUSED(loop), RT_UNUSED(t); }
+/* A connection goes on the slow list when its queue passes the soft limit
+ * or when it is shut down with output left. Its peer may have stopped reading
+ * altogether, so no event would ever revisit it: a 1 s timer sweeps the list
+ * and closes those that stayed slow too long (out_soft_seconds over the soft
+ * limit, 5 s after a shutdown). */
+static void conn_mark_slow(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (!c->soft_since) c->soft_since = (uint32_t)(loop->now / 1000) | 1;
+    if (c->flags & NET_CONN_SLOW) return;
+    c->flags |= NET_CONN_SLOW;
+    c->next_slow = loop->slow;
+    loop->slow = c;
+    if (!net_timer_active(&loop->soft_timer)) net_timer_start(loop, &loop->soft_timer, 1000);
+}
+
+static bool conn_too_slow(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (!c->soft_since) return false;
+    uint32_t waited = (uint32_t)(loop->now / 1000) - (c->soft_since & ~1u);
+    return waited >= (c->flags & NET_CONN_SHUTDOWN ? 5u : loop->opt.out_soft_seconds);
+}
 
 static void conn_check_soft(net_conn_t *c)
 {
+    if (!conn_too_slow(c)) return;
     net_loop_t *loop = c->loop;
-    if (c->soft_since && (uint32_t)(loop->now / 1000) - c->soft_since >= loop->opt.out_soft_seconds) {
+    if (!(c->flags & NET_CONN_SHUTDOWN)) {
         rt_warn("net", "closing slow consumer: %u bytes queued for %us", c->out_bytes,
                 loop->opt.out_soft_seconds);
         loop->stats.slow_closed++;
-        net_conn_close(c);
     }
+    net_conn_close(c);
+}
+
+static void soft_limit_tick(net_loop_t *loop, net_timer_t *t)
+{
+    net_conn_t **pp = &loop->slow;
+    while (*pp) {
+        net_conn_t *c = *pp;
+        if (!(c->flags & NET_CONN_CLOSING) && c->soft_since) conn_check_soft(c);
+        if ((c->flags & NET_CONN_CLOSING) || !c->soft_since) {
+            *pp = c->next_slow;
+            c->flags &= ~NET_CONN_SLOW;
+            continue;
+        }
+        pp = &c->next_slow;
+    }
+    if (loop->slow) net_timer_start(loop, t, 1000);
 }
 
 static void conn_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
@@ -691,6 +726,13 @@ static void free_closing(net_loop_t *loop)
         if (c->flags & NET_CONN_READABLE_Q) {
             for (size_t i = 0; i < loop->nreadable; i++)
                 if (loop->readable[i] == c) loop->readable[i] = loop->readable[--loop->nreadable];
+        }
+        if (c->flags & NET_CONN_SLOW) {
+            for (net_conn_t **pp = &loop->slow; *pp; pp = &(*pp)->next_slow)
+                if (*pp == c) {
+                    *pp = c->next_slow;
+                    break;
+                }
         }
         if (c->ops && c->ops->on_close) c->ops->on_close(c);
         free(c);

@@ -101,6 +101,7 @@ enum {
     NET_CONN_SHUTDOWN = 1u << 3,   /* close once the out-queue drains */
     NET_CONN_UNIX = 1u << 4,       /* accepted on a Unix socket */
     NET_CONN_READABLE_Q = 1u << 5, /* queued to have retained input offered again */
+    NET_CONN_SLOW = 1u << 6,       /* in the loop's slow list (soft limit or shutdown) */
 };
 
 struct net_conn {
@@ -113,7 +114,8 @@ struct net_conn {
     rt_buf_t *in;              /* retained partial input; NULL while idle */
     net_outq_node_t *out_head, *out_tail;
     net_conn_t *next_pending;  /* pending-write / closing list link */
-    uint32_t soft_since;       /* loop time (s) when the soft limit was first exceeded */
+    net_conn_t *next_slow;     /* slow list link (NET_CONN_SLOW) */
+    uint32_t soft_since;       /* loop time (s) since over the soft limit, or since shutdown */
     uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
 };
 
