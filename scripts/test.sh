@@ -17,5 +17,5 @@ make -j"$(nproc)" ${SAN:+SAN=1} >/dev/null
 make ${SAN:+SAN=1} check
 export REALTIMED_BIN="$PWD/$out/realtimed"
 mkdir -p test-output
-node --test --test-concurrency=1 tests/integration/
+node --test --test-concurrency=1 tests/integration/*.mjs
 PYTHONPATH=clients/python /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python

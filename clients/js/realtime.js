@@ -123,10 +123,15 @@ export class RealtimeClient {
     return this;
   }
 
-  /** Stop listening: one callback, or every callback of the event. */
+  /** Stop listening: one callback, every callback of the event, or everything. */
   off(event, callback) {
-    this.socket.off(event, callback);
-    if (callback === undefined && RESERVED.has(event)) {
+    if (callback !== undefined) {
+      this.socket.off(event, callback);
+      return this;
+    }
+    if (event === undefined) this.socket.off();
+    else this.socket.off(event);
+    if (event === undefined || RESERVED.has(event)) {
       // Keep the client's own handlers.
       this.socket.off("connect", this._onConnect).off("connect_error", this._onConnectError)
         .off("disconnect", this._onDisconnect);

@@ -103,6 +103,7 @@ out:
      * connections are released */
     net_loop_stop(app.loop);
     net_loop_run(app.loop);
+    net_loop_close_all(app.loop); /* keep-alive HTTP connections and the like */
     net_listener_close(app.listener);
     http_server_free(app.http);
     net_loop_free(app.loop);

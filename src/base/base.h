@@ -180,7 +180,7 @@ void rt_panic(const char *file, int line, const char *what) __attribute__((noret
 
 /* ---- randomness (getrandom(2)); aborts if the kernel cannot supply it ---- */
 void rt_random_bytes(void *p, size_t n);
-/* Writes 4*ceil(n/3) chars of URL-safe base64 (no padding when n % 3 == 0). */
+/* Writes ceil(4n/3) chars of URL-safe base64, never padded; returns the count. */
 size_t rt_base64url(char *out, const uint8_t *in, size_t n);
 /* Standard base64 with padding; out needs 4*ceil(n/3) bytes. Returns length. */
 size_t rt_base64_encode(char *out, const uint8_t *in, size_t n);

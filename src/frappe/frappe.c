@@ -499,7 +499,7 @@ static void notify_viewers(frappe_t *f, sio_nsp_t *nsp, const char *self_user, c
     doc_room(&room, "open_doc:", dt, dn);
     sock_vec_t sv = {0};
     sio_room_each(nsp, rt_slice(room.data, room.len), collect, &sv);
-    qsort(sv.v, sv.n, sizeof *sv.v, by_seq);
+    if (sv.n > 1) qsort(sv.v, sv.n, sizeof *sv.v, by_seq);
     if (sv.n == 1) {
         fr_socket_t *fs = sio_socket_data(sv.v[0]);
         if (fs && !strcmp(fs->user, self_user)) goto out;

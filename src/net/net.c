@@ -48,6 +48,8 @@ struct net_loop {
     timer_wheel_t tw;
     net_conn_t *pending;   /* connections with queued output */
     net_conn_t *closing;   /* closed, to be freed at end of turn */
+    net_conn_t **all;      /* every open connection (conn->idx), for shutdown */
+    size_t nall, all_cap;
     net_conn_t **readable; /* resumed connections with retained input */
     size_t nreadable, readable_cap;
     net_outq_node_t *free_nodes;
@@ -275,23 +277,32 @@ net_loop_t *net_loop_new(const net_options_t *opt)
 }
 
 static void free_closing(net_loop_t *loop);
+static void flush_pending(net_loop_t *loop);
 
 void net_loop_free(net_loop_t *loop)
 {
     if (!loop) return;
-    free_closing(loop);
+    net_loop_close_all(loop);
     while (loop->free_nodes) {
         net_outq_node_t *n = loop->free_nodes;
         loop->free_nodes = n->next;
         free(n);
     }
     close(loop->epfd);
+    free(loop->all);
     free(loop->readable);
     free(loop->rbuf);
     free(loop);
 }
 
 void net_loop_stop(net_loop_t *loop) { loop->stop = true; }
+
+void net_loop_close_all(net_loop_t *loop)
+{
+    while (loop->nall) net_conn_close(loop->all[loop->nall - 1]);
+    flush_pending(loop); /* moves pending ones to the closing list */
+    free_closing(loop);
+}
 uint64_t net_loop_now(const net_loop_t *loop) { return loop->now; }
 const net_stats_t *net_loop_stats(const net_loop_t *loop) { return &loop->stats; }
 
@@ -403,6 +414,9 @@ void net_conn_close(net_conn_t *c)
         free(c->in);
         c->in = NULL;
     }
+    net_conn_t *last = loop->all[--loop->nall]; /* swap-remove from the table */
+    loop->all[c->idx] = last;
+    last->idx = c->idx;
     /* Unlinked from pending/readable lists lazily (they skip CLOSING); the
      * closing list is separate so a node is on at most one list at a time
      * once the pending pass drops closing connections. */
@@ -681,6 +695,12 @@ static net_conn_t *conn_new(net_loop_t *loop, int fd)
     c->io.fd = fd;
     c->io.cb = conn_io_cb;
     c->loop = loop;
+    if (loop->nall == loop->all_cap) {
+        loop->all_cap = loop->all_cap ? loop->all_cap * 2 : 64;
+        loop->all = rt_realloc(loop->all, loop->all_cap * sizeof *loop->all);
+    }
+    c->idx = (uint32_t)loop->nall;
+    loop->all[loop->nall++] = c;
     loop->stats.accepted++;
     loop->stats.conns++;
     return c;

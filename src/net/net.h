@@ -67,6 +67,8 @@ void net_loop_free(net_loop_t *loop);
 /* Runs until net_loop_stop(). Returns 0. */
 int net_loop_run(net_loop_t *loop);
 void net_loop_stop(net_loop_t *loop);
+/* Closes every open connection (on_close runs for each); for shutdown. */
+void net_loop_close_all(net_loop_t *loop);
 /* Cached monotonic time in ms, refreshed after every epoll_wait. */
 uint64_t net_loop_now(const net_loop_t *loop);
 /* Called once per loop turn before pending writes are flushed (e.g. to
@@ -117,6 +119,7 @@ struct net_conn {
     net_conn_t *next_slow;     /* slow list link (NET_CONN_SLOW) */
     uint32_t soft_since;       /* loop time (s) since over the soft limit, or since shutdown */
     uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
+    uint32_t idx;              /* position in the loop's connection table */
 };
 
 /* Queues len bytes of chunk starting at off; takes a new reference. */

@@ -9,16 +9,29 @@ import { io } from 'socket.io-client';
 
 export const T = 10000; // generous default timeout for awaited events (ms)
 
-/** Resolves with the args of the next `ev` on emitter; rejects after ms. */
+/** Resolves with the args of the next `ev` on emitter; rejects after ms.
+ * The promise has cancel(), which drops the listener and the timer. */
 export function once(emitter, ev, ms = T) {
-  return new Promise((resolve, reject) => {
+  let cancel;
+  const p = new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       emitter.off(ev, h);
       reject(new Error(`timed out after ${ms} ms waiting for '${ev}'`));
     }, ms);
     const h = (...args) => { clearTimeout(t); resolve(args); };
+    cancel = () => { clearTimeout(t); emitter.off(ev, h); };
     emitter.once(ev, h);
   });
+  p.cancel = cancel;
+  return p;
+}
+
+/** Resolves like p, or rejects with msg after ms (the timer never keeps
+ * the process alive). */
+export function within(p, ms = T, msg = `timed out after ${ms} ms`) {
+  let t;
+  const timeout = new Promise((_, reject) => { t = setTimeout(() => reject(new Error(msg)), ms); });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
 /** Collects every `ev` on socket into an array (for exactly-once checks). */
@@ -46,7 +59,7 @@ export async function connect(url, { nsp = '/', manager, ...opts } = {}) {
   await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`connect to ${nsp} timed out`)), T);
     socket.once('connect', () => { clearTimeout(t); resolve(); });
-    socket.once('connect_error', (e) => { clearTimeout(t); socket.close(); reject(e); });
+    socket.once('connect_error', (e) => { clearTimeout(t); authP.cancel(); socket.close(); reject(e); });
   });
   const [auth] = await authP;
   return { socket, auth };

@@ -176,6 +176,18 @@ export async function quiet(got, ms = QUIET) {
   return got;
 }
 
+/**
+ * The fake's recorded callbacks for endpoint, once at least n are there. The
+ * fake records a request just after answering it, so a client can see the
+ * effect before the record exists. With exact, waits a little longer and
+ * asserts (by returning only then) that no more arrive: the count is exact.
+ */
+export async function callbacks(fake, endpoint, n = 1, { exact = true, ms = T } = {}) {
+  await waitFor(async () => (await fake.requests(endpoint)).length >= n, ms);
+  if (exact) await sleep(100);
+  return fake.requests(endpoint);
+}
+
 /** Python's json.dumps(obj, indent=1, sort_keys=True) (ensure_ascii). */
 export function pyJson(obj) {
   const sort = (v) => {

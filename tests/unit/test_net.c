@@ -1,0 +1,1089 @@
+/* Unit tests for src/net/net.c: the timer wheel (start/stop/restart, 0 ms,
+ * ordering and punctuality, 100k timers), and connections over loopback
+ * (echo, partial input retention, pause/resume, ops hand-over, shared chunks
+ * to many connections, hard and soft output limits, deferred close,
+ * shutdown, Unix sockets). Each test owns a fresh loop, because
+ * net_loop_run() runs until net_loop_stop() and a stopped loop stays stopped. */
+#include "net/net.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* Allowed lateness of a timer, in ms (epoll_wait has 1 ms resolution and
+ * the clock is truncated to ms; sanitizers and loaded machines add jitter). */
+static long slack_ms(void)
+{
+    const char *e = getenv("NET_TEST_TIMER_SLACK_MS");
+    return e ? atol(e) : 3;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static void stop_cb(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(t);
+    net_loop_stop(loop);
+}
+
+/* Runs loop until something calls net_loop_stop, or ms passes (a guard). */
+static bool guard_fired;
+static void guard_cb(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(t);
+    guard_fired = true;
+    net_loop_stop(loop);
+}
+static void run_for(net_loop_t *loop, uint64_t ms)
+{
+    net_timer_t guard;
+    guard_fired = false;
+    net_timer_init(&guard, guard_cb);
+    net_timer_start(loop, &guard, ms);
+    net_loop_run(loop);
+    net_timer_stop(&guard);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t xrand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* A connected, non-blocking client socket to 127.0.0.1:port. */
+static int client_connect(int port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        perror("connect");
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            perror("write");
+            return;
+        }
+        s += w, n -= (size_t)w;
+    }
+}
+
+/* ---------------------------------------------------------------- timers */
+
+typedef struct {
+    net_timer_t t;
+    uint64_t deadline; /* loop ms */
+    uint64_t fired_at; /* rt_now_ms() at the callback */
+    int fired;
+    int order;
+} tt_t;
+
+static int fire_seq;
+static int fires_left;
+static void tt_cb(net_loop_t *loop, net_timer_t *t)
+{
+    tt_t *x = rt_container_of(t, tt_t, t);
+    x->fired++;
+    x->fired_at = rt_now_ms();
+    x->order = fire_seq++;
+    if (--fires_left == 0) net_loop_stop(loop);
+}
+
+TEST(timer_basic_stop_restart)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    tt_t a, b, c, d, never;
+    net_timer_init(&a.t, tt_cb);
+    net_timer_init(&b.t, tt_cb);
+    net_timer_init(&c.t, tt_cb);
+    net_timer_init(&d.t, tt_cb);
+    net_timer_init(&never.t, tt_cb);
+    a.fired = b.fired = c.fired = d.fired = never.fired = 0;
+    CHECK(!net_timer_active(&a.t));
+    net_timer_stop(&a.t); /* stopping an idle timer is harmless */
+    uint64_t t0 = net_loop_now(loop);
+    net_timer_start(loop, &a.t, 10);
+    CHECK(net_timer_active(&a.t));
+    net_timer_start(loop, &b.t, 60);
+    net_timer_start(loop, &b.t, 5); /* restart: earlier */
+    net_timer_start(loop, &c.t, 5);
+    net_timer_start(loop, &c.t, 30); /* restart: later */
+    net_timer_start_at(loop, &d.t, t0 + 20);
+    net_timer_start(loop, &never.t, 15);
+    net_timer_stop(&never.t);
+    net_timer_stop(&never.t);
+    CHECK(!net_timer_active(&never.t));
+    fire_seq = 0;
+    fires_left = 4;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(a.fired, 1);
+    CHECK_EQ_INT(b.fired, 1);
+    CHECK_EQ_INT(c.fired, 1);
+    CHECK_EQ_INT(d.fired, 1);
+    CHECK_EQ_INT(never.fired, 0);
+    CHECK(!net_timer_active(&a.t)); /* unlinked before its callback */
+    CHECK_EQ_INT(b.order, 0);
+    CHECK_EQ_INT(a.order, 1);
+    CHECK_EQ_INT(d.order, 2);
+    CHECK_EQ_INT(c.order, 3);
+    CHECK(b.fired_at >= t0 + 5 && b.fired_at <= t0 + 5 + (uint64_t)slack_ms());
+    CHECK(c.fired_at >= t0 + 30 && c.fired_at <= t0 + 30 + (uint64_t)slack_ms());
+    CHECK(d.fired_at >= t0 + 20);
+    net_loop_free(loop);
+}
+
+/* A 0 ms timer fires on the next tick; one that re-arms itself with 0 ms
+ * from its callback does not starve the loop (it runs once per ms tick at
+ * most, and other timers still fire). */
+static int zero_runs;
+static void zero_cb(net_loop_t *loop, net_timer_t *t)
+{
+    zero_runs++;
+    net_timer_start(loop, t, 0);
+}
+
+TEST(timer_zero_ms)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    tt_t z;
+    net_timer_init(&z.t, tt_cb);
+    z.fired = 0;
+    uint64_t t0 = rt_now_ms();
+    net_timer_start(loop, &z.t, 0);
+    fire_seq = 0;
+    fires_left = 1;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(z.fired, 1);
+    CHECK(z.fired_at - t0 <= (uint64_t)slack_ms());
+    net_loop_free(loop);
+
+    loop = net_loop_new(NULL);
+    net_timer_t self, end;
+    net_timer_init(&self, zero_cb);
+    net_timer_init(&end, stop_cb);
+    zero_runs = 0;
+    net_timer_start(loop, &self, 0);
+    net_timer_start(loop, &end, 30);
+    uint64_t s = rt_now_ms();
+    net_loop_run(loop);
+    uint64_t el = rt_now_ms() - s;
+    CHECK(el >= 29 && el < 500);
+    CHECK(zero_runs >= 5);
+    CHECK(zero_runs <= (int)el + 3); /* once per ms tick, not a busy spin per turn */
+    net_timer_stop(&self);
+    net_loop_free(loop);
+}
+
+/* Timers with random delays fire in deadline order, each within the slack
+ * of its deadline. Delays span level 0 (< 256 ms) and level 1 of the wheel,
+ * and timers are also started from callbacks (i.e. after the loop slept). */
+#define NT 300
+static tt_t tts[NT];
+static uint64_t chain_base;
+static net_timer_t chain;
+static int chain_step;
+static void chain_cb(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(t);
+    /* At 100 ms, arm more timers relative to the current time. */
+    for (int i = NT / 2; i < NT; i++) {
+        uint64_t delay = xrand() % 700;
+        tts[i].deadline = net_loop_now(loop) + delay;
+        net_timer_start(loop, &tts[i].t, delay);
+    }
+    chain_step++;
+}
+
+TEST(timer_order_and_punctuality)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    uint64_t t0 = net_loop_now(loop);
+    for (int i = 0; i < NT; i++) {
+        net_timer_init(&tts[i].t, tt_cb);
+        tts[i].fired = 0;
+    }
+    for (int i = 0; i < NT / 2; i++) {
+        uint64_t delay = xrand() % 700;
+        tts[i].deadline = t0 + delay;
+        net_timer_start(loop, &tts[i].t, delay);
+    }
+    chain_base = t0;
+    chain_step = 0;
+    net_timer_init(&chain, chain_cb);
+    net_timer_start(loop, &chain, 100);
+    fire_seq = 0;
+    fires_left = NT;
+    run_for(loop, 2000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(chain_step, 1);
+    long worst = 0;
+    int early = 0, late = 0, misordered = 0, not_once = 0;
+    for (int i = 0; i < NT; i++) {
+        if (tts[i].fired != 1) not_once++;
+        long lateness = (long)tts[i].fired_at - (long)tts[i].deadline;
+        if (lateness < 0) early++;
+        if (lateness > slack_ms()) late++;
+        if (lateness > worst) worst = lateness;
+        for (int j = 0; j < NT; j++)
+            if (tts[j].deadline < tts[i].deadline && tts[j].order > tts[i].order) misordered++;
+    }
+    CHECK_EQ_INT(not_once, 0);
+    CHECK_EQ_INT(early, 0);
+    CHECK_EQ_INT(misordered, 0);
+    CHECK_EQ_INT(late, 0);
+    if (late) fprintf(stderr, "  worst lateness %ld ms\n", worst);
+    net_loop_free(loop);
+}
+
+/* The wheel's level-1 trap, deterministically: a 300 ms timer (level 1) and,
+ * 100 ms later, a 250 ms timer (level 0, due at 350). The loop must not
+ * sleep until 350 and fire the 300 ms timer 50 ms late. */
+static tt_t lvl_a, lvl_b;
+static void arm_b(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(t);
+    lvl_b.deadline = net_loop_now(loop) + 250;
+    net_timer_start(loop, &lvl_b.t, 250);
+}
+
+TEST(timer_level1_not_late)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    net_timer_t arm;
+    net_timer_init(&lvl_a.t, tt_cb);
+    net_timer_init(&lvl_b.t, tt_cb);
+    net_timer_init(&arm, arm_b);
+    lvl_a.fired = lvl_b.fired = 0;
+    lvl_a.deadline = net_loop_now(loop) + 300;
+    net_timer_start(loop, &lvl_a.t, 300);
+    net_timer_start(loop, &arm, 100);
+    fire_seq = 0;
+    fires_left = 2;
+    run_for(loop, 2000);
+    CHECK_EQ_INT(lvl_a.fired, 1);
+    CHECK_EQ_INT(lvl_b.fired, 1);
+    long la = (long)lvl_a.fired_at - (long)lvl_a.deadline;
+    if (la > slack_ms()) fprintf(stderr, "  300 ms timer fired %ld ms late\n", la);
+    CHECK(la >= 0 && la <= slack_ms());
+    CHECK_EQ_INT(lvl_a.order, 0);
+    net_loop_free(loop);
+}
+
+/* Far timers (70 s .. 30 days) neither fire early nor make the loop spin. */
+TEST(timer_far_timers_idle)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    static tt_t far[6];
+    const uint64_t delays[6] = {70000, 16384, 1048576, 3600000, 86400000ull * 30, 300000};
+    for (int i = 0; i < 6; i++) {
+        net_timer_init(&far[i].t, tt_cb);
+        far[i].fired = 0;
+        net_timer_start(loop, &far[i].t, delays[i]);
+    }
+    uint64_t turns0 = net_loop_stats(loop)->turns;
+    run_for(loop, 150);
+    CHECK(guard_fired);
+    for (int i = 0; i < 6; i++) CHECK_EQ_INT(far[i].fired, 0);
+    CHECK(net_loop_stats(loop)->turns - turns0 < 20);
+    for (int i = 0; i < 6; i++) {
+        CHECK(net_timer_active(&far[i].t));
+        net_timer_stop(&far[i].t);
+    }
+    net_loop_free(loop);
+}
+
+/* 100k timers: start, restart and stop are O(1). */
+TEST(timer_100k)
+{
+    enum { N = 100000 };
+    net_loop_t *loop = net_loop_new(NULL);
+    tt_t *ts = rt_calloc(N, sizeof *ts);
+    uint64_t s = rt_now_ns();
+    for (int i = 0; i < N; i++) {
+        net_timer_init(&ts[i].t, tt_cb);
+        net_timer_start(loop, &ts[i].t, 1000 + xrand() % 70000);
+    }
+    for (int i = 0; i < N; i += 2) net_timer_start(loop, &ts[i].t, 1000 + xrand() % 70000000);
+    for (int i = 0; i < N; i++) net_timer_stop(&ts[i].t);
+    uint64_t el_ms = (rt_now_ns() - s) / 1000000;
+    CHECK(el_ms < 500);
+    for (int i = 0; i < N; i++) CHECK(!net_timer_active(&ts[i].t));
+    /* Arm them again and let a short while pass: nothing fires, few turns. */
+    for (int i = 0; i < N; i++) net_timer_start(loop, &ts[i].t, 1000 + xrand() % 70000);
+    fires_left = -1;
+    uint64_t turns0 = net_loop_stats(loop)->turns;
+    run_for(loop, 20);
+    CHECK(net_loop_stats(loop)->turns - turns0 < 10);
+    int fired = 0;
+    for (int i = 0; i < N; i++) fired += ts[i].fired;
+    CHECK_EQ_INT(fired, 0);
+    for (int i = 0; i < N; i++) net_timer_stop(&ts[i].t);
+    free(ts);
+    net_loop_free(loop);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+typedef struct {
+    net_loop_t *loop;
+    net_conn_t *conns[64];
+    int nconns;
+    int closes;
+    int reads;
+    char last[256];
+    size_t last_len;
+    bool done;
+} srv_t;
+static srv_t S;
+
+static void srv_reset(net_loop_t *loop)
+{
+    memset(&S, 0, sizeof S);
+    S.loop = loop;
+}
+
+static void srv_on_close(net_conn_t *c)
+{
+    S.closes++;
+    CHECK(c->data == &S); /* data still set */
+    for (int i = 0; i < S.nconns; i++)
+        if (S.conns[i] == c) S.conns[i] = NULL;
+}
+
+/* echo */
+static size_t echo_read(net_conn_t *c, char *data, size_t len)
+{
+    S.reads++;
+    net_conn_write(c, data, len);
+    return len;
+}
+static const net_conn_ops_t echo_ops = {echo_read, srv_on_close};
+
+static const net_conn_ops_t *accept_ops;
+static void on_accept(net_listener_t *l, net_conn_t *c)
+{
+    CHECK(net_listener_data(l) == &S);
+    c->ops = accept_ops;
+    c->data = &S;
+    if (S.nconns < 64) S.conns[S.nconns++] = c;
+}
+
+/* Client side: a raw fd watched by the loop, collecting what it reads. */
+typedef struct {
+    net_io_t io;
+    char buf[1 << 16];
+    size_t len;
+    size_t total;
+    size_t want; /* stop the loop when total reaches want */
+    bool eof;
+    bool stop_on_eof;
+    bool keep; /* keep bytes in buf */
+} cli_t;
+
+static void cli_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    cli_t *k = (cli_t *)io;
+    RT_UNUSED(events);
+    for (;;) {
+        char tmp[65536];
+        ssize_t r = read(io->fd, tmp, sizeof tmp);
+        if (r > 0) {
+            if (k->keep && k->len + (size_t)r <= sizeof k->buf) {
+                memcpy(k->buf + k->len, tmp, (size_t)r);
+                k->len += (size_t)r;
+            }
+            k->total += (size_t)r;
+            if (k->want && k->total >= k->want) net_loop_stop(loop);
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            k->eof = true;
+            net_io_set(loop, io, 0);
+            if (k->stop_on_eof) net_loop_stop(loop);
+        }
+        return;
+    }
+}
+
+static void cli_open(net_loop_t *loop, cli_t *k, int port, int rcvbuf)
+{
+    memset(k, 0, sizeof *k);
+    k->io.fd = client_connect(port, rcvbuf);
+    k->io.cb = cli_cb;
+    k->keep = true;
+    net_io_set(loop, &k->io, NET_READ);
+}
+
+static void cli_close(net_loop_t *loop, cli_t *k)
+{
+    net_io_set(loop, &k->io, 0);
+    close(k->io.fd);
+}
+
+static net_listener_t *listen_any(net_loop_t *loop, const net_conn_ops_t *ops, int *port)
+{
+    char err[128];
+    accept_ops = ops;
+    net_listener_t *l = net_listen_tcp(loop, "127.0.0.1", 0, on_accept, &S, err, sizeof err);
+    CHECK(l != NULL);
+    *port = l ? net_listener_port(l) : 0;
+    CHECK(*port > 0);
+    return l;
+}
+
+/* Closes every server connection, runs a final turn, frees the loop. */
+static void teardown(net_loop_t *loop, net_listener_t *l)
+{
+    for (int i = 0; i < S.nconns; i++)
+        if (S.conns[i]) net_conn_close(S.conns[i]);
+    net_listener_close(l);
+    net_loop_stop(loop);
+    net_loop_run(loop); /* frees closed connections */
+    net_loop_free(loop);
+}
+
+TEST(conn_echo_and_peer)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    int port;
+    net_listener_t *l = listen_any(loop, &echo_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    write_all(k.io.fd, "hello", 5);
+    k.want = 5;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_MEM(k.buf, k.len, "hello");
+    CHECK_EQ_INT(S.nconns, 1);
+    char peer[64];
+    net_conn_peer(S.conns[0], peer, sizeof peer);
+    CHECK(strcmp(peer, "127.0.0.1") == 0);
+    CHECK(S.conns[0]->in == NULL); /* an idle connection keeps no read buffer */
+    const net_stats_t *st = net_loop_stats(loop);
+    CHECK_EQ_INT(st->accepted, 1);
+    CHECK_EQ_INT(st->conns, 1);
+    CHECK(st->bytes_in >= 5 && st->bytes_out >= 5);
+    /* The peer closes: on_close once. */
+    cli_close(loop, &k);
+    net_timer_t stop;
+    net_timer_init(&stop, stop_cb);
+    run_for(loop, 50); /* the close is seen well within 50 ms */
+    CHECK_EQ_INT(S.closes, 1);
+    CHECK_EQ_INT(net_loop_stats(loop)->conns, 0);
+    teardown(loop, l);
+    CHECK_EQ_INT(S.closes, 1);
+}
+
+/* Line protocol: returns 0 until a full line is there. */
+static char seen[8][64];
+static int nseen;
+static size_t line_read(net_conn_t *c, char *data, size_t len)
+{
+    S.reads++;
+    if (nseen < 8) {
+        size_t n = len < 63 ? len : 63;
+        memcpy(seen[nseen], data, n);
+        seen[nseen][n] = 0;
+        nseen++;
+    }
+    char *nl = memchr(data, '\n', len);
+    if (!nl) return 0;
+    size_t used = (size_t)(nl - data) + 1;
+    net_conn_write(c, data, used);
+    return used;
+}
+static const net_conn_ops_t line_ops = {line_read, srv_on_close};
+
+static cli_t *piece_cli;
+static void second_piece(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    CHECK(S.nconns == 1 && S.conns[0] && S.conns[0]->in && S.conns[0]->in->len == 3);
+    write_all(piece_cli->io.fd, "lo\nnext", 7);
+}
+
+TEST(conn_partial_input_retained)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    nseen = 0;
+    int port;
+    net_listener_t *l = listen_any(loop, &line_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    piece_cli = &k;
+    write_all(k.io.fd, "hel", 3);
+    net_timer_t t2;
+    net_timer_init(&t2, second_piece);
+    net_timer_start(loop, &t2, 30);
+    k.want = 6;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_MEM(k.buf, k.len, "hello\n");
+    CHECK(nseen >= 3);
+    CHECK(strcmp(seen[0], "hel") == 0);
+    CHECK(strcmp(seen[1], "hello\nnext") == 0); /* retained bytes first, then the new ones */
+    CHECK(strcmp(seen[2], "next") == 0);        /* the rest is offered again at once */
+    CHECK(S.conns[0] && S.conns[0]->in && S.conns[0]->in->len == 4);
+    cli_close(loop, &k);
+    teardown(loop, l);
+}
+
+/* Pause/resume: the owner pauses while "busy"; resume offers the retained
+ * input again in the same turn without new bytes from the peer. */
+static int pr_phase;
+static size_t pr_read(net_conn_t *c, char *data, size_t len)
+{
+    S.reads++;
+    if (nseen < 8) {
+        size_t n = len < 63 ? len : 63;
+        memcpy(seen[nseen], data, n);
+        seen[nseen][n] = 0;
+        nseen++;
+    }
+    if (pr_phase == 0) { /* first offer: busy */
+        pr_phase = 1;
+        net_conn_pause(c);
+        return 0;
+    }
+    char *nl = memchr(data, '\n', len);
+    if (!nl) return 0;
+    size_t used = (size_t)(nl - data) + 1;
+    net_conn_write(c, data, used);
+    if (pr_phase == 2) { /* consume one line and pause again */
+        pr_phase = 3;
+        net_conn_pause(c);
+    }
+    return used;
+}
+static const net_conn_ops_t pr_ops = {pr_read, srv_on_close};
+
+static void pr_resume(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    net_conn_t *c = S.conns[0];
+    CHECK(c && (c->flags & NET_CONN_PAUSED));
+    CHECK(c && c->in && c->in->len == 4); /* "A\nB\n" retained, the rest unread */
+    if (pr_phase == 1) pr_phase = 2;
+    else if (pr_phase == 3) pr_phase = 4;
+    if (c) net_conn_resume(c);
+}
+
+TEST(conn_pause_resume_offers_retained)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    nseen = 0;
+    pr_phase = 0;
+    int port;
+    net_listener_t *l = listen_any(loop, &pr_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    write_all(k.io.fd, "A\nB\n", 4);
+    net_timer_t t1;
+    net_timer_init(&t1, pr_resume);
+    net_timer_start(loop, &t1, 20);
+    k.want = 2;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_MEM(k.buf, k.len, "A\n");
+    CHECK_EQ_INT(pr_phase, 3);
+    /* While paused, new bytes from the peer are not read. */
+    write_all(k.io.fd, "C\n", 2);
+    int reads_before = S.reads;
+    run_for(loop, 30);
+    CHECK_EQ_INT(S.reads, reads_before);
+    CHECK(S.conns[0] && S.conns[0]->in && S.conns[0]->in->len == 2); /* "B\n" */
+    /* Resume: "B\n" is offered at once, then "C\n" is read. */
+    net_timer_start(loop, &t1, 1);
+    k.want = 6;
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_MEM(k.buf, k.len, "A\nB\nC\n");
+    CHECK(strcmp(seen[0], "A\nB\n") == 0);
+    CHECK(strcmp(seen[1], "A\nB\n") == 0); /* offered again by resume, no new bytes */
+    CHECK(strcmp(seen[2], "B\n") == 0);
+    cli_close(loop, &k);
+    teardown(loop, l);
+}
+
+/* A read callback that consumes a prefix and hands the connection to other
+ * ops: the rest goes to the new ops at once (the HTTP -> WebSocket path). */
+static char handed[64];
+static size_t second_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(c);
+    size_t n = len < 63 ? len : 63;
+    memcpy(handed, data, n);
+    handed[n] = 0;
+    net_loop_stop(S.loop);
+    return len;
+}
+static const net_conn_ops_t second_ops = {second_read, srv_on_close};
+static size_t first_read(net_conn_t *c, char *data, size_t len)
+{
+    char *bar = memchr(data, '|', len);
+    if (!bar) return 0;
+    c->ops = &second_ops;
+    return (size_t)(bar - data) + 1;
+}
+static const net_conn_ops_t first_ops = {first_read, srv_on_close};
+
+TEST(conn_ops_handover)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    handed[0] = 0;
+    int port;
+    net_listener_t *l = listen_any(loop, &first_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    write_all(k.io.fd, "HEAD|rest of it", 15);
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK(strcmp(handed, "rest of it") == 0);
+    cli_close(loop, &k);
+    teardown(loop, l);
+}
+
+/* One chunk shared by many connections: each queue holds a reference, the
+ * bytes are written from the same memory, and the references drop back. */
+enum { NCLI = 40, CH_LEN = 200000, CH_OFF = 1000, CH_SEND = 150000 };
+static rt_chunk_t *shared;
+static uint32_t refs_after_queue;
+static size_t noop_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(c), RT_UNUSED(data);
+    return len;
+}
+static const net_conn_ops_t noop_ops = {noop_read, srv_on_close};
+
+static void send_shared(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    CHECK_EQ_INT(S.nconns, NCLI);
+    for (int i = 0; i < S.nconns; i++) net_conn_write_chunk(S.conns[i], shared, CH_OFF, CH_SEND);
+    refs_after_queue = shared->refcnt;
+}
+
+static cli_t *clis;
+static int clis_done;
+static void many_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
+{
+    cli_t *k = (cli_t *)io;
+    size_t before = k->total;
+    k->want = 0;
+    cli_cb(loop, io, events);
+    if (before < CH_SEND && k->total >= CH_SEND && ++clis_done == NCLI) net_loop_stop(loop);
+}
+
+static void wait_accepts(net_loop_t *loop, net_timer_t *t)
+{
+    if (S.nconns < NCLI) {
+        net_timer_start(loop, t, 1);
+        return;
+    }
+    send_shared(loop, t);
+}
+
+TEST(conn_shared_chunk_to_many)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    int port;
+    net_listener_t *l = listen_any(loop, &noop_ops, &port);
+    shared = rt_chunk_new(CH_LEN);
+    for (size_t i = 0; i < CH_LEN; i++) shared->data[i] = (char)(i * 7 + 3);
+    clis = rt_calloc(NCLI, sizeof *clis);
+    clis_done = 0;
+    for (int i = 0; i < NCLI; i++) {
+        cli_open(loop, &clis[i], port, 0);
+        clis[i].keep = false;
+        clis[i].io.cb = many_cb;
+    }
+    net_timer_t t;
+    net_timer_init(&t, wait_accepts);
+    net_timer_start(loop, &t, 1);
+    uint64_t out0 = net_loop_stats(loop)->bytes_out;
+    run_for(loop, 1500);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(refs_after_queue, 1 + NCLI);
+    CHECK_EQ_INT(clis_done, NCLI);
+    for (int i = 0; i < NCLI; i++) CHECK_EQ_INT(clis[i].total, CH_SEND);
+    CHECK_EQ_INT(net_loop_stats(loop)->bytes_out - out0, (uint64_t)NCLI * CH_SEND);
+    CHECK_EQ_INT(shared->refcnt, 1); /* every queue let go */
+    /* Content check on one client. */
+    {
+        net_conn_write_chunk(S.conns[0], shared, CH_OFF, 5000);
+        clis[0].keep = true;
+        clis[0].len = 0;
+        clis[0].io.cb = cli_cb;
+        clis[0].want = clis[0].total + 5000;
+        run_for(loop, 1000);
+        CHECK_EQ_INT(clis[0].len, 5000);
+        CHECK(memcmp(clis[0].buf, shared->data + CH_OFF, 5000) == 0);
+    }
+    rt_chunk_unref(shared);
+    for (int i = 0; i < NCLI; i++) cli_close(loop, &clis[i]);
+    free(clis);
+    teardown(loop, l);
+}
+
+/* A peer that never reads: the hard output limit closes it at once; a
+ * reading peer on the same loop is unaffected. */
+static int flood_ticks;
+static void flood(net_loop_t *loop, net_timer_t *t)
+{
+    static char block[16384];
+    flood_ticks++;
+    bool any = false;
+    for (int i = 0; i < S.nconns; i++) {
+        if (!S.conns[i]) continue;
+        net_conn_write(S.conns[i], block, sizeof block);
+        any = true;
+    }
+    if (S.conns[0] == NULL || flood_ticks > 2000 || !any) {
+        net_loop_stop(loop);
+        return;
+    }
+    net_timer_start(loop, t, 0);
+}
+
+TEST(conn_hard_output_limit)
+{
+    net_options_t o;
+    net_options_default(&o);
+    o.out_hard_limit = 65536;
+    o.out_soft_limit = 1 << 30;
+    net_loop_t *loop = net_loop_new(&o);
+    srv_reset(loop);
+    int port;
+    net_listener_t *l = listen_any(loop, &noop_ops, &port);
+    cli_t *slow = rt_calloc(1, sizeof *slow), *fast = rt_calloc(1, sizeof *fast);
+    cli_open(loop, slow, port, 4096);
+    net_io_set(loop, &slow->io, 0); /* never reads */
+    cli_open(loop, fast, port, 0);
+    fast->keep = false;
+    run_for(loop, 20); /* accept both */
+    CHECK_EQ_INT(S.nconns, 2);
+    /* the first accepted is the slow one (connected first) */
+    flood_ticks = 0;
+    net_timer_t t;
+    net_timer_init(&t, flood);
+    net_timer_start(loop, &t, 0);
+    run_for(loop, 1500);
+    CHECK(!guard_fired);
+    net_timer_stop(&t);
+    CHECK(S.conns[0] == NULL); /* closed, and on_close ran */
+    CHECK_EQ_INT(S.closes, 1);
+    CHECK_EQ_INT(net_loop_stats(loop)->slow_closed, 1);
+    CHECK(S.conns[1] != NULL); /* the reader is fine */
+    /* The reader still gets data through. */
+    size_t before = fast->total;
+    net_conn_write(S.conns[1], "ping", 4);
+    fast->want = before + 4;
+    run_for(loop, 1000);
+    CHECK(fast->total >= before + 4);
+    cli_close(loop, slow);
+    cli_close(loop, fast);
+    free(slow);
+    free(fast);
+    teardown(loop, l);
+}
+
+/* Soft limit with out_soft_seconds = 0: over the soft limit after a flush
+ * is enough to be closed. */
+TEST(conn_soft_output_limit)
+{
+    net_options_t o;
+    net_options_default(&o);
+    o.out_hard_limit = 1 << 30;
+    o.out_soft_limit = 65536;
+    o.out_soft_seconds = 0;
+    net_loop_t *loop = net_loop_new(&o);
+    srv_reset(loop);
+    int port;
+    net_listener_t *l = listen_any(loop, &noop_ops, &port);
+    cli_t *slow = rt_calloc(1, sizeof *slow);
+    cli_open(loop, slow, port, 4096);
+    net_io_set(loop, &slow->io, 0);
+    run_for(loop, 20);
+    CHECK_EQ_INT(S.nconns, 1);
+    flood_ticks = 0;
+    net_timer_t t;
+    net_timer_init(&t, flood);
+    net_timer_start(loop, &t, 0);
+    run_for(loop, 1500);
+    CHECK(!guard_fired);
+    net_timer_stop(&t);
+    CHECK(S.conns[0] == NULL);
+    CHECK_EQ_INT(S.closes, 1);
+    CHECK_EQ_INT(net_loop_stats(loop)->slow_closed, 1);
+    cli_close(loop, slow);
+    free(slow);
+    teardown(loop, l);
+}
+
+/* Deferred close: on_close runs once, at the end of the turn, never inside
+ * the callback that closed; writes after close are dropped. */
+static int hook_checks, closes_seen_by_hook;
+static bool closed_this_turn;
+static size_t closing_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(data);
+    net_conn_write(c, "x", 1);
+    net_conn_close(c);
+    CHECK(net_conn_closing(c));
+    CHECK_EQ_INT(S.closes, 0); /* not inside the callback */
+    net_conn_close(c);         /* idempotent */
+    net_conn_write(c, "y", 1); /* ignored */
+    net_conn_resume(c);        /* ignored */
+    net_conn_pause(c);         /* ignored */
+    net_conn_shutdown(c);      /* ignored */
+    CHECK_EQ_INT(S.closes, 0);
+    closed_this_turn = true;
+    return len;
+}
+static const net_conn_ops_t closing_ops = {closing_read, srv_on_close};
+static void close_hook(net_loop_t *loop, void *ud)
+{
+    RT_UNUSED(ud);
+    if (closed_this_turn) {
+        /* hooks run before the end-of-turn free: still not called */
+        hook_checks++;
+        closes_seen_by_hook = S.closes;
+        closed_this_turn = false;
+        return;
+    }
+    if (hook_checks && S.closes) net_loop_stop(loop);
+}
+
+TEST(conn_deferred_close)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    hook_checks = closes_seen_by_hook = 0;
+    closed_this_turn = false;
+    net_loop_add_hook(loop, close_hook, NULL);
+    int port;
+    net_listener_t *l = listen_any(loop, &closing_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    k.stop_on_eof = false;
+    write_all(k.io.fd, "close me", 8);
+    net_timer_t tick; /* keeps turns coming so the hook sees the end */
+    net_timer_init(&tick, stop_cb);
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(hook_checks, 1);
+    CHECK_EQ_INT(closes_seen_by_hook, 0);
+    CHECK_EQ_INT(S.closes, 1);
+    CHECK(S.conns[0] == NULL);
+    /* The peer sees EOF or a reset, and no "y". */
+    k.stop_on_eof = true;
+    run_for(loop, 1000);
+    CHECK(k.eof);
+    CHECK(k.len <= 1);
+    cli_close(loop, &k);
+    teardown(loop, l);
+    CHECK_EQ_INT(S.closes, 1);
+}
+
+/* Closing a connection from a timer, and closing every connection from
+ * another connection's callback. */
+static size_t killer_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(c), RT_UNUSED(data);
+    for (int i = 0; i < S.nconns; i++)
+        if (S.conns[i]) net_conn_close(S.conns[i]);
+    return len;
+}
+static const net_conn_ops_t killer_ops = {killer_read, srv_on_close};
+static void stop_when_closed(net_loop_t *loop, void *ud)
+{
+    if (S.closes == *(int *)ud) net_loop_stop(loop);
+}
+
+TEST(conn_close_others)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    int want = 5;
+    net_loop_add_hook(loop, stop_when_closed, &want);
+    int port;
+    net_listener_t *l = listen_any(loop, &killer_ops, &port);
+    cli_t *k = rt_calloc(5, sizeof *k);
+    for (int i = 0; i < 5; i++) cli_open(loop, &k[i], port, 0);
+    run_for(loop, 20);
+    CHECK_EQ_INT(S.nconns, 5);
+    /* two of them also have output queued */
+    net_conn_write(S.conns[1], "abc", 3);
+    net_conn_write(S.conns[2], "abc", 3);
+    write_all(k[3].io.fd, "boom", 4);
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(S.closes, 5);
+    CHECK_EQ_INT(net_loop_stats(loop)->conns, 0);
+    for (int i = 0; i < 5; i++) cli_close(loop, &k[i]);
+    free(k);
+    teardown(loop, l);
+    CHECK_EQ_INT(S.closes, 5);
+}
+
+/* net_conn_shutdown: queued output is delivered in full, then EOF. */
+static size_t shut_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(data);
+    static char big[300000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
+    net_conn_write(c, big, sizeof big);
+    net_conn_shutdown(c);
+    return len;
+}
+static const net_conn_ops_t shut_ops = {shut_read, srv_on_close};
+
+TEST(conn_shutdown_flushes_then_closes)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    int port;
+    net_listener_t *l = listen_any(loop, &shut_ops, &port);
+    cli_t *k = rt_calloc(1, sizeof *k);
+    cli_open(loop, k, port, 0);
+    k->keep = false;
+    k->stop_on_eof = true;
+    write_all(k->io.fd, "go", 2);
+    run_for(loop, 1500);
+    CHECK(!guard_fired);
+    CHECK(k->eof);
+    CHECK_EQ_INT(k->total, 300000);
+    run_for(loop, 10);
+    CHECK_EQ_INT(S.closes, 1);
+    cli_close(loop, k);
+    free(k);
+    teardown(loop, l);
+}
+
+/* Partial input beyond max_retained closes the connection. */
+static size_t never_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(c), RT_UNUSED(data), RT_UNUSED(len);
+    return 0;
+}
+static const net_conn_ops_t never_ops = {never_read, srv_on_close};
+static void stop_on_close_hook(net_loop_t *loop, void *ud)
+{
+    RT_UNUSED(ud);
+    if (S.closes) net_loop_stop(loop);
+}
+
+TEST(conn_max_retained)
+{
+    net_options_t o;
+    net_options_default(&o);
+    o.max_retained = 4096;
+    net_loop_t *loop = net_loop_new(&o);
+    srv_reset(loop);
+    net_loop_add_hook(loop, stop_on_close_hook, NULL);
+    int port;
+    net_listener_t *l = listen_any(loop, &never_ops, &port);
+    cli_t k;
+    cli_open(loop, &k, port, 0);
+    char junk[10000];
+    memset(junk, 'j', sizeof junk);
+    write_all(k.io.fd, junk, sizeof junk);
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(S.closes, 1);
+    cli_close(loop, &k);
+    teardown(loop, l);
+}
+
+/* A Unix socket listener. */
+TEST(conn_unix_socket)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    char path[108], err[128];
+    snprintf(path, sizeof path, "/tmp/rt-test-net-%d.sock", (int)getpid());
+    accept_ops = &echo_ops;
+    net_listener_t *l = net_listen_unix(loop, path, on_accept, &S, err, sizeof err);
+    CHECK(l != NULL);
+    if (!l) {
+        net_loop_free(loop);
+        return;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, path);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    cli_t k;
+    memset(&k, 0, sizeof k);
+    k.io.fd = fd;
+    k.io.cb = cli_cb;
+    k.keep = true;
+    k.want = 3;
+    net_io_set(loop, &k.io, NET_READ);
+    write_all(fd, "uds", 3);
+    run_for(loop, 1000);
+    CHECK(!guard_fired);
+    CHECK_MEM(k.buf, k.len, "uds");
+    CHECK(S.conns[0] && (S.conns[0]->flags & NET_CONN_UNIX));
+    char peer[64];
+    net_conn_peer(S.conns[0], peer, sizeof peer);
+    CHECK(strcmp(peer, "unix") == 0);
+    cli_close(loop, &k);
+    teardown(loop, l);
+    CHECK(access(path, F_OK) != 0); /* removed on close */
+}
+
+int main(void)
+{
+    uint64_t s = rt_now_ms();
+    RUN(timer_basic_stop_restart);
+    RUN(timer_zero_ms);
+    RUN(timer_order_and_punctuality);
+    RUN(timer_level1_not_late);
+    RUN(timer_far_timers_idle);
+    RUN(timer_100k);
+    RUN(conn_echo_and_peer);
+    RUN(conn_partial_input_retained);
+    RUN(conn_pause_resume_offers_retained);
+    RUN(conn_ops_handover);
+    RUN(conn_shared_chunk_to_many);
+    RUN(conn_hard_output_limit);
+    RUN(conn_soft_output_limit);
+    RUN(conn_deferred_close);
+    RUN(conn_close_others);
+    RUN(conn_shutdown_flushes_then_closes);
+    RUN(conn_max_retained);
+    RUN(conn_unix_socket);
+    fprintf(stderr, "test_net: %llu ms\n", (unsigned long long)(rt_now_ms() - s));
+    return TEST_SUMMARY("test_net");
+}
