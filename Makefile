@@ -80,6 +80,6 @@ install: $(O)/realtimed
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/realtimed
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-clang
 
 -include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d)
