@@ -186,6 +186,7 @@ static struct {
     int inflight;
     int win;
     bool op_active;
+    bool debug;
     int batch_us;
     cmd_t op;
     char nsp_prefix[128]; /* "/<site>," */
@@ -328,10 +329,18 @@ static void ws_send_text(client_t *c, const char *p, size_t n)
     conn_write(&c->a, f, h + n);
 }
 
+static int open_socket(conn_t *k);
+
 static void poll_flush_posts(client_t *c)
 {
     conn_t *b = c->b;
-    if (!b || b->fd < 0 || b->connecting || b->busy || !c->pplen) return;
+    if (!b || b->connecting || b->busy || !c->pplen) return;
+    if (b->fd < 0) {
+        /* the server closed the idle keep-alive POST connection (Node:
+         * 5 s): reconnect, as a browser would; flushed once connected */
+        if (open_socket(b) < 0) client_kill(c, in_setup(c));
+        return;
+    }
     char req[2048];
     int n = snprintf(req, sizeof req, "POST /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\n", c->psid);
     n += common_headers(req + n, sizeof req - (size_t)n, c);
@@ -704,10 +713,16 @@ static void conn_event(conn_t *k, uint32_t ev)
         ssize_t r = read(k->fd, W.rbuf, sizeof W.rbuf);
         if (r <= 0) {
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+            if (k->kind == K_POST && !k->busy && !k->wlen) {
+                conn_close(k); /* idle keep-alive closed by the server */
+                poll_flush_posts(c);
+                return;
+            }
             client_kill(c, in_setup(c));
             return;
         }
         W.now = now_ns();
+        if (W.debug) fprintf(stderr, "[w%d g%u %s] %.*s\n", W.id, c->g, k->kind ? "post" : "main", (int)r, W.rbuf);
         if (k->rlen) {
             append(&k->rbuf, &k->rlen, &k->rcap, W.rbuf, (size_t)r);
             conn_input(k, k->rbuf, k->rlen);
@@ -770,6 +785,7 @@ static void worker_cmd(void)
 static void worker_main(int id, int cmd_fd)
 {
     W.id = id;
+    W.debug = getenv("LOADGEN_DEBUG") != NULL;
     W.cmd_fd = cmd_fd;
     W.st = &shm->w[id];
     W.ncl = (cfg.clients + cfg.procs - 1) / cfg.procs;
@@ -836,6 +852,30 @@ static uint64_t task_cpu_ns(int pid)
     return sum;
 }
 
+/* utime of a process (all threads) from /proc/<pid>/stat, in ns. */
+static uint64_t utime_ns(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", &ut) != 1) return 0;
+    return ut * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+static uint64_t loadgen_user_ns(void)
+{
+    uint64_t s = utime_ns(getpid());
+    for (int i = 0; i < cfg.procs; i++) s += utime_ns(wpid[i]);
+    return s;
+}
+
 static uint64_t loadgen_cpu_ns(void)
 {
     uint64_t s = task_cpu_ns(getpid());
@@ -858,17 +898,42 @@ static long status_kb(int pid, const char *key)
 }
 
 typedef struct {
-    uint64_t server, loadgen, aux[4];
+    uint64_t server, loadgen, loadgen_user, aux[4];
     uint64_t wall;
+    uint64_t busy_all, busy_core0; /* /proc/stat, ns */
 } cpu_snap_t;
+
+/* Busy time (everything but idle and iowait) of all CPUs and of CPU 0. */
+static void proc_stat_busy(uint64_t *all, uint64_t *core0)
+{
+    *all = *core0 = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return;
+    char line[512];
+    long hz = sysconf(_SC_CLK_TCK);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v[10] = {0};
+        char name[16];
+        if (sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu", name, &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]) < 9)
+            continue;
+        uint64_t busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (1000000000ull / (uint64_t)hz);
+        if (!strcmp(name, "cpu")) *all = busy;
+        else if (!strcmp(name, "cpu0")) *core0 = busy;
+        else if (strncmp(name, "cpu", 3)) break;
+    }
+    fclose(f);
+}
 static int aux_pid[4];
 static char aux_name[4][32];
 static int naux;
 
 static cpu_snap_t snap(void)
 {
-    cpu_snap_t s = {.server = task_cpu_ns(cfg.server_pid), .loadgen = loadgen_cpu_ns(), .wall = now_ns()};
+    cpu_snap_t s = {.server = task_cpu_ns(cfg.server_pid), .loadgen = loadgen_cpu_ns(),
+                    .loadgen_user = loadgen_user_ns(), .wall = now_ns()};
     for (int i = 0; i < naux; i++) s.aux[i] = task_cpu_ns(aux_pid[i]);
+    proc_stat_busy(&s.busy_all, &s.busy_core0);
     return s;
 }
 
@@ -925,13 +990,24 @@ static void cpu_json(const cpu_snap_t *a, const cpu_snap_t *b, double units, con
     jnum("wall_s", wall);
     jnum("server_cpu_s", srv);
     jnum("loadgen_cpu_s", lg);
+    jnum("loadgen_user_cpu_s", (double)(b->loadgen_user - a->loadgen_user) / 1e9); /* 10 ms resolution */
     jnum("server_cpu_util", wall > 0 ? srv / wall : 0);
     jnum("loadgen_cpu_util", wall > 0 ? lg / wall : 0);
+    double known = srv + lg;
     for (int i = 0; i < naux; i++) {
         char k[64];
         snprintf(k, sizeof k, "%s_cpu_s", aux_name[i]);
-        jnum(k, (double)(b->aux[i] - a->aux[i]) / 1e9);
+        double v = (double)(b->aux[i] - a->aux[i]) / 1e9;
+        jnum(k, v);
+        known += v;
     }
+    /* Anything else that ran meanwhile (other tenants of the machine): a
+     * large value means this phase was disturbed. 10 ms resolution. */
+    double busy = (double)(b->busy_all - a->busy_all) / 1e9;
+    jnum("machine_busy_s", busy);
+    jnum("core0_busy_s", (double)(b->busy_core0 - a->busy_core0) / 1e9); /* the server's core, softirq included */
+    jnum("other_cpu_s", busy - known > 0 ? busy - known : 0);
+    jnum("other_cpu_util", wall > 0 && busy > known ? (busy - known) / wall : 0);
     if (per && units > 0) {
         char k[64];
         snprintf(k, sizeof k, "server_cpu_us_per_%s", per);
@@ -1293,6 +1369,8 @@ static bool phase_connect(const char *name, int target, int transport, bool join
     conn_summary();
     if (settle_ms > 0) sleep_ms(settle_ms);
     jnum("server_rss_kb", (double)status_kb(cfg.server_pid, "VmRSS"));
+    jnum("server_rss_anon_kb", (double)status_kb(cfg.server_pid, "RssAnon"));
+    jnum("server_rss_file_kb", (double)status_kb(cfg.server_pid, "RssFile"));
     jclose();
     return ok;
 }
@@ -1366,6 +1444,8 @@ int main(int argc, char **argv)
     jnum("server_pid", cfg.server_pid);
     jnum("server_rss_kb_start", (double)status_kb(cfg.server_pid, "VmRSS"));
     jnum("server_hwm_kb_start", (double)status_kb(cfg.server_pid, "VmHWM"));
+    jnum("server_rss_anon_kb_start", (double)status_kb(cfg.server_pid, "RssAnon"));
+    jnum("server_rss_file_kb_start", (double)status_kb(cfg.server_pid, "RssFile"));
 
     if (!strcmp(cfg.mode, "ws")) {
         redis_open();
@@ -1400,7 +1480,7 @@ int main(int argc, char **argv)
         bool ok = phase_connect("connect", cfg.clients, T_POLL, true, false, 2000);
         uint64_t r1k = SUM(ready_r1k);
         if (ok && r1k) {
-            phase_latency("latency_1k", "task_progress:r1k", (int)r1k, 0, 20, 4);
+            phase_latency("latency_1k", "task_progress:r1k", (int)r1k, 0, 10, 4);
             phase_fanout("fanout_1k", "task_progress:r1k", r1k, 1, 3);
         }
         jopen("end");

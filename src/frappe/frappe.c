@@ -119,19 +119,36 @@ bool frappe_cookie_get(rt_slice_t h, const char *name, rt_buf_t *out)
 
 static char *slice_dup(rt_slice_t s) { return s.p ? rt_strndup(s.p, s.n) : NULL; }
 
-/* JavaScript's String(value) for an event argument (raw JSON). */
-static void js_string(rt_slice_t v, rt_buf_t *out)
+/* Appends JavaScript's String(value) for a raw JSON value: strings as text,
+ * objects "[object Object]", arrays their elements joined by "," (null
+ * elements empty), everything else its JSON text. */
+static void js_string_append(rt_slice_t v, rt_buf_t *out, int depth)
 {
-    out->len = 0;
-    if (!v.p) {
-        rt_buf_append_cstr(out, "undefined");
-        return;
-    }
     switch (rt_json_peek(v)) {
     case RT_JSON_STRING: rt_json_string_decode(v, out); break;
     case RT_JSON_OBJECT: rt_buf_append_cstr(out, "[object Object]"); break;
+    case RT_JSON_ARRAY: {
+        if (depth > 16) break; /* the value was validated; bound the recursion anyway */
+        rt_json_iter_t it;
+        rt_slice_t e;
+        bool first = true;
+        rt_json_iter_init(&it, v);
+        while (rt_json_array_next(&it, &e)) {
+            if (!first) rt_buf_putc(out, ',');
+            first = false;
+            if (rt_json_peek(e) != RT_JSON_NULL) js_string_append(e, out, depth + 1);
+        }
+        break;
+    }
     default: rt_buf_append_slice(out, rt_json_trim(v)); break;
     }
+}
+
+static void js_string(rt_slice_t v, rt_buf_t *out)
+{
+    out->len = 0;
+    if (!v.p) rt_buf_append_cstr(out, "undefined");
+    else js_string_append(v, out, 0);
 }
 
 /* ---- identity ---- */
@@ -708,6 +725,13 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     if (!event.p || rt_json_peek(event) != RT_JSON_STRING) {
         f->stats.events_bad++;
         rt_warn("frappe", "skipped a message on 'events': 'event' is not a string");
+        return;
+    }
+    if (sio_event_reserved(event)) {
+        /* Clients would drop the connection on it (Node's emit throws). */
+        f->stats.events_bad++;
+        rt_warn("frappe", "skipped a message on 'events': '%.*s' is a reserved event name",
+                (int)event.n, event.p);
         return;
     }
     /* Room: any truthy value routes; a non-string truthy value is an error. */

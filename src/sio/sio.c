@@ -175,10 +175,22 @@ static void enc_array(rt_buf_t *b, rt_slice_t event, rt_slice_t args)
     rt_buf_putc(b, ']');
 }
 
+/* Reserved names would make the client drop the connection (see
+ * sio_event_reserved); they are refused here for every application. */
+static bool name_reserved(rt_slice_t event)
+{
+    rt_buf_t tok = {0};
+    rt_buf_append_json_string(&tok, event);
+    bool r = sio_event_reserved(rt_slice(tok.data, tok.len));
+    rt_buf_free(&tok);
+    if (r) rt_warn("sio", "refused to emit the reserved event name '%.*s'", (int)event.n, event.p);
+    return r;
+}
+
 void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
               uint32_t nattach)
 {
-    if (s->state != SOCK_CONNECTED) return;
+    if (s->state != SOCK_CONNECTED || name_reserved(event)) return;
     rt_buf_t *b = enc_head(s->nsp, nattach ? SIO_BINARY_EVENT : SIO_EVENT, nattach, -1);
     enc_array(b, event, args);
     client_send_text(s->client, b);
@@ -187,7 +199,7 @@ void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice
 
 void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_ack_cb cb, void *ud)
 {
-    if (s->state != SOCK_CONNECTED) {
+    if (s->state != SOCK_CONNECTED || name_reserved(event)) {
         cb(s, RT_SLICE_NULL, NULL, 0, true, ud);
         return;
     }
@@ -316,6 +328,12 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
         if (r) rs[nr++] = r;
     }
     if (nrooms ? nr == 0 : nsp->nsockets == 0) return 0;
+    size_t tok_end;
+    if (rt_json_scan(body.p, body.n, &tok_end) == RT_JSON_STRING &&
+        sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
+        rt_warn("sio", "refused to broadcast a reserved event name");
+        return 0;
+    }
 
     rt_buf_t *b = &srv->enc;
     b->len = 0;

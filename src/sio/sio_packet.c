@@ -12,9 +12,7 @@ static const char *const sio_reserved_events[] = {
 
 static bool sio_is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* True if the string token names a reserved event. Compares the unescaped
- * text, so "conn\u0065ct" is caught as well. */
-static bool sio_reserved(rt_slice_t tok)
+bool sio_event_reserved(rt_slice_t tok)
 {
     rt_slice_t raw;
     if (rt_json_string_raw(tok, &raw)) {
@@ -60,7 +58,7 @@ static int sio_check_payload(sio_type_t type, rt_slice_t payload)
         rt_slice_t name = sio_first_arg(payload);
         rt_json_type_t nt = rt_json_peek(name);
         if (nt == RT_JSON_NUMBER) return RT_OK;
-        return nt == RT_JSON_STRING && !sio_reserved(name) ? RT_OK : RT_EPROTO;
+        return nt == RT_JSON_STRING && !sio_event_reserved(name) ? RT_OK : RT_EPROTO;
     }
     case SIO_ACK:
     case SIO_BINARY_ACK:

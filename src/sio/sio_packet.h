@@ -46,4 +46,10 @@ void sio_packet_head(rt_buf_t *out, sio_type_t type, rt_slice_t nsp, uint32_t at
  * into out (a string as text, a number as its digits). Returns 0 or RT_EPROTO. */
 int sio_event_name(rt_slice_t payload, rt_buf_t *out);
 
+/* True if a JSON string token (with quotes) names an event that Socket.IO
+ * reserves (connect, connect_error, disconnect, disconnecting, newListener,
+ * removeListener): clients treat such a packet as a parse error and drop the
+ * connection, so servers must never send one. Escapes are decoded first. */
+bool sio_event_reserved(rt_slice_t token);
+
 #endif

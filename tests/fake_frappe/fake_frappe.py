@@ -177,6 +177,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_body(status, json.dumps(obj).encode(), "application/json")
 
     def send_body(self, status, body, ctype):
+        # Record a callback before answering it: a client that has its answer
+        # must find the request in /_fake/requests.
+        self._status = status
+        if getattr(self, "_url", None) is not None and not self._recorded:
+            self.record(self._url)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -194,10 +199,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_fake/"):
             return self.control("GET", url)
         self._status = None
+        self._url, self._recorded = url, False
         try:
             self.callback(url)
         finally:
-            self.record(url)
+            if not self._recorded:
+                self.record(url)
+            self._url = None
 
     def do_POST(self):
         url = urlsplit(self.path)
@@ -205,8 +213,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.control("POST", url)
         self.read_json()
         self._status = None
+        self._url, self._recorded = url, False
         self.send_json(405, {"exc_type": "MethodNotAllowed"})
-        self.record(url)
+        self._url = None
 
     def record(self, url):
         q = parse_qs(url.query, keep_blank_values=True)
@@ -219,6 +228,7 @@ class Handler(BaseHTTPRequestHandler):
             "status": self._status,  # None: connection closed on purpose
             "time": time.time(),
         }
+        self._recorded = True
         with _lock:
             _requests.append(entry)
 

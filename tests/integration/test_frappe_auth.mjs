@@ -299,10 +299,42 @@ test('slow web server beyond --auth-timeout 300: TimeoutError', async () => {
     // a fast answer within the timeout is fine
     await fresh({ delay_ms: { get_user_info: 50 } });
     await connect(slow);
+    // SIGTERM while a callback is in flight: prompt exit 0 (no wait for the answer)
+    await fresh({ delay_ms: { get_user_info: 3000 } });
+    const s = slow.client();
+    await once(s.io, 'open');
+    await sleep(50);
+    const t1 = Date.now();
+    const r = await slow.stop();
+    assert.deepEqual(r, { code: 0, signal: null }, slow.rt.output());
+    assert.ok(Date.now() - t1 < 2500, `exit took ${Date.now() - t1} ms`);
   } finally {
     const r = await slow.stop();
     assert.deepEqual(r, { code: 0, signal: null }, slow.rt.output());
   }
+});
+
+test('clients that leave while their callback is in flight', async () => {
+  await fresh({ delay_ms: { get_user_info: 400, has_permission: 400 } });
+  // during get_user_info
+  const s = stack.client();
+  await once(s.io, 'open');
+  await sleep(20);
+  s.close();
+  await callbacks(fake, 'get_user_info', 1);
+  // during has_permission (doc_open: no presence for a gone socket)
+  const b = await connect(stack, { cookie: 'sid=sid-bob' });
+  b.emit('doc_open', 'ToDo', 'L-1');
+  b.emit('doctype_subscribe', 'ToDo');
+  await sleep(20);
+  b.close();
+  await callbacks(fake, 'has_permission', 2);
+  await sleep(100);
+  // the server is fine
+  await fresh();
+  const a = await connect(stack);
+  await receives(a, 'user:alice@x');
+  a.close();
 });
 
 test('Guest (sid=Guest) connects and is only in website and user:Guest', async () => {

@@ -130,6 +130,34 @@ test('malformed messages are skipped and delivery continues', async () => {
   assert.ok(logged.length >= 10, `logged: ${logged.join('\n')}`);
 });
 
+test('reserved event names from Redis are not sent (they would kill every client)', async () => {
+  // socket.io-client rejects an EVENT named like this as a "parse error" and
+  // closes the connection; Node's server throws on emit instead of sending.
+  // (own clients, reached through their user room, so that a failure here
+  // does not take the other tests' clients down)
+  const reserved = ['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'];
+  const socks = [
+    await connect(stack, { site: SITE1, cookie: 'sid=sid-bob' }),
+    await connect(stack, { site: SITE2, cookie: 'sid=sid-bob', transports: ['websocket'] }),
+  ];
+  const disconnects = socks.map((s) => collect(s, 'disconnect'));
+  const got = socks.map((s) => collectAll(s));
+  for (const event of reserved) {
+    for (const namespace of [SITE1, SITE2]) {
+      await publish(redis, { event, message: 1, room: 'user:bob@x', namespace });
+    }
+  }
+  for (const namespace of [SITE1, SITE2]) {
+    await publish(redis, { event: 'still_here', message: 3, room: 'user:bob@x', namespace });
+  }
+  await waitFor(() => got.every((g) => g.length >= 1) || disconnects.some((d) => d.length));
+  assert.deepEqual(disconnects, [[], []], 'no client was disconnected');
+  await quiet(got[0]);
+  for (const g of got) assert.deepEqual(g, [['still_here', 3]]);
+  assert.ok(socks.every((s) => s.connected));
+  for (const s of socks) s.close();
+});
+
 test('Redis restart: clients stay connected and delivery resumes', async () => {
   const port = redis.port;
   const disconnects = [a1, a2, g1].map((s) => collect(s, 'disconnect'));

@@ -154,6 +154,30 @@ test('doc_subscribe / doc_unsubscribe: names with "/", spaces and unicode', asyn
   w.close();
 });
 
+test("non-string arguments become JavaScript's String(value) in the query and the room", async () => {
+  await fake.reset();
+  await fake.config({ users: USERS });
+  const a = await alice();
+  const args = [
+    [7, 'n', 'doctype=7&name=n'],
+    ['ToDo', 1.5, 'doctype=ToDo&name=1.5'],
+    ['ToDo', true, 'doctype=ToDo&name=true'],
+    ['ToDo', null, 'doctype=ToDo&name=null'],
+    ['ToDo', { a: 1 }, 'doctype=ToDo&name=%5Bobject+Object%5D'],
+    ['ToDo', undefined, 'doctype=ToDo&name=undefined'], // argument absent
+    ['ToDo', ['a', 'b'], 'doctype=ToDo&name=a%2Cb'], // String(['a','b']) === 'a,b'
+  ];
+  for (const [dt, dn] of args) {
+    if (dn === undefined) a.emit('doc_subscribe', dt);
+    else a.emit('doc_subscribe', dt, dn);
+  }
+  const calls = await permCalls(args.length);
+  assert.deepEqual(calls.map((c) => c.raw_query).sort(), args.map(([, , q]) => q).sort());
+  await joined(a, 'doc:ToDo/1.5');
+  await joined(a, 'doc:ToDo/a,b');
+  a.close();
+});
+
 test('permission callback failures deny without an error to the client', async () => {
   await fake.reset();
   await fake.config({ users: USERS, fail: { has_permission: 'close' } });
