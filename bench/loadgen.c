@@ -127,6 +127,7 @@ typedef struct {
 typedef struct {
     _Atomic uint32_t gcnt[GRING];
     _Atomic uint32_t gexp[GRING];
+    _Atomic uint32_t gmax[GRING]; /* latest delivery of each group, µs after publish */
     wstat_t w[MAXW];
 } shm_t;
 
@@ -419,6 +420,8 @@ static void on_bench_event(const char *p, size_t n)
     atomic_fetch_add_explicit(&W.st->delivered, 1, memory_order_relaxed);
     if (g != UINT64_MAX) {
         uint32_t i = (uint32_t)(g % GRING);
+        uint32_t cur = atomic_load_explicit(&shm->gmax[i], memory_order_relaxed), l32 = (uint32_t)lat;
+        while (l32 > cur && !atomic_compare_exchange_weak(&shm->gmax[i], &cur, l32)) {}
         uint32_t cnt = atomic_fetch_add(&shm->gcnt[i], 1) + 1;
         if (cnt == atomic_load(&shm->gexp[i])) {
             char x = 1;
@@ -900,13 +903,13 @@ static long status_kb(int pid, const char *key)
 typedef struct {
     uint64_t server, loadgen, loadgen_user, aux[4];
     uint64_t wall;
-    uint64_t busy_all, busy_core0; /* /proc/stat, ns */
+    uint64_t busy_all, busy_core0, steal; /* /proc/stat, ns */
 } cpu_snap_t;
 
 /* Busy time (everything but idle and iowait) of all CPUs and of CPU 0. */
-static void proc_stat_busy(uint64_t *all, uint64_t *core0)
+static void proc_stat_busy(uint64_t *all, uint64_t *core0, uint64_t *steal)
 {
-    *all = *core0 = 0;
+    *all = *core0 = *steal = 0;
     FILE *f = fopen("/proc/stat", "r");
     if (!f) return;
     char line[512];
@@ -917,9 +920,11 @@ static void proc_stat_busy(uint64_t *all, uint64_t *core0)
         if (sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu", name, &v[0], &v[1], &v[2], &v[3], &v[4],
                    &v[5], &v[6], &v[7]) < 9)
             continue;
-        uint64_t busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (1000000000ull / (uint64_t)hz);
-        if (!strcmp(name, "cpu")) *all = busy;
-        else if (!strcmp(name, "cpu0")) *core0 = busy;
+        uint64_t busy = (v[0] + v[1] + v[2] + v[5] + v[6]) * (1000000000ull / (uint64_t)hz);
+        if (!strcmp(name, "cpu")) {
+            *all = busy;
+            *steal = v[7] * (1000000000ull / (uint64_t)hz);
+        } else if (!strcmp(name, "cpu0")) *core0 = busy;
         else if (strncmp(name, "cpu", 3)) break;
     }
     fclose(f);
@@ -933,7 +938,7 @@ static cpu_snap_t snap(void)
     cpu_snap_t s = {.server = task_cpu_ns(cfg.server_pid), .loadgen = loadgen_cpu_ns(),
                     .loadgen_user = loadgen_user_ns(), .wall = now_ns()};
     for (int i = 0; i < naux; i++) s.aux[i] = task_cpu_ns(aux_pid[i]);
-    proc_stat_busy(&s.busy_all, &s.busy_core0);
+    proc_stat_busy(&s.busy_all, &s.busy_core0, &s.steal);
     return s;
 }
 
@@ -1006,6 +1011,7 @@ static void cpu_json(const cpu_snap_t *a, const cpu_snap_t *b, double units, con
     double busy = (double)(b->busy_all - a->busy_all) / 1e9;
     jnum("machine_busy_s", busy);
     jnum("core0_busy_s", (double)(b->busy_core0 - a->busy_core0) / 1e9); /* the server's core, softirq included */
+    jnum("steal_s", (double)(b->steal - a->steal) / 1e9); /* hypervisor ran someone else */
     jnum("other_cpu_s", busy - known > 0 ? busy - known : 0);
     jnum("other_cpu_util", wall > 0 && busy > known ? (busy - known) / wall : 0);
     if (per && units > 0) {
@@ -1207,6 +1213,7 @@ static void phase_latency(const char *name, const char *room_fmt, int members, i
     hist_reset(false);
     uint64_t d0 = SUM(delivered);
     cpu_snap_t a = snap();
+    for (int i = 0; i < GRING; i++) atomic_store(&shm->gmax[i], 0);
     uint64_t t0 = now_ns() + 20000000ull, interval = (uint64_t)(1e9 / rate);
     char room[128];
     long long subs = 0;
@@ -1229,6 +1236,23 @@ static void phase_latency(const char *name, const char *room_fmt, int members, i
     jnum("delivered", (double)got);
     jnum("redis_subscribers", (double)subs);
     hist_json(false);
+    if (members > 1 && count <= GRING) {
+        /* completion time of each broadcast = its last delivery */
+        static double v[GRING];
+        int nv = 0;
+        for (int i = 0; i < count; i++) v[nv++] = atomic_load(&shm->gmax[(1000000 + i) % GRING]) / 1000.0;
+        for (int i = 1; i < nv; i++) /* insertion sort: nv is small */
+            for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+                double t = v[j];
+                v[j] = v[j - 1];
+                v[j - 1] = t;
+            }
+        jopen("broadcast_completion");
+        jnum("p50_ms", v[nv / 2]);
+        jnum("p90_ms", v[(nv * 9) / 10]);
+        jnum("max_ms", v[nv - 1]);
+        jclose();
+    }
     cpu_json(&a, &b, (double)got, "delivery");
     jclose();
 }

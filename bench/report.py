@@ -72,7 +72,7 @@ def pick(runs):
     for ph in phases:
         cands = [r[ph] for r in runs if isinstance(r.get(ph), dict)]
         ok = [c for c in cands if c.get("complete", 1) and not c.get("incomplete_rounds")] or cands
-        best = min(ok, key=lambda c: c.get("other_cpu_util", 0) or 0)
+        best = min(ok, key=lambda c: (c.get("other_cpu_s") or 0) + (c.get("steal_s") or 0))
         merged[ph] = dict(best, passes=len(cands))
     # memory readings belong to the idle server of the chosen connect phases;
     # the start RSS is the lowest one seen (it is the same process state)

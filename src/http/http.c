@@ -259,8 +259,7 @@ static void dispatch(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             if ((unsigned char)origin.p[i] < 0x20 || origin.p[i] == 0x7f) clean = false;
         if (clean) hc->origin = rt_strndup(origin.p, origin.n);
     }
-    if (srv->opt.cors && hc->origin && rt_slice_eq_cstr(req->method, "OPTIONS") &&
-        http_header_get(req, "access-control-request-method").p) {
+    if (srv->opt.cors && hc->origin && rt_slice_eq_cstr(req->method, "OPTIONS")) {
         cors_preflight(hc, req);
         return;
     }

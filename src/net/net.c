@@ -199,7 +199,11 @@ static void tw_run(net_loop_t *loop)
     }
 }
 
-/* Milliseconds until the next timer may fire, or -1 when none is armed. */
+/* Milliseconds until the loop must run the wheel again, or -1 when no timer
+ * is armed: the earliest of the next non-empty level-0 slot and, for every
+ * higher level, the time its next non-empty slot is due to cascade. A slot
+ * whose cascade time is exactly the next tick (the wheel stands on that
+ * level's boundary) counts as due now. */
 static int tw_timeout(net_loop_t *loop)
 {
     timer_wheel_t *tw = &loop->tw;
@@ -208,8 +212,8 @@ static int tw_timeout(net_loop_t *loop)
     uint64_t next = UINT64_MAX;
     for (unsigned k = 0; k < TW_L0; k++) {
         unsigned s = (unsigned)((j + k) & (TW_L0 - 1));
-        if ((k & 63) == 0 && (s & 63) == 0 && !tw->bm0[s >> 6]) {
-            k += 63;
+        if ((s & 63) == 0 && !tw->bm0[s >> 6] && k + 63 < TW_L0) {
+            k += 63; /* a whole empty bitmap word */
             continue;
         }
         if (tw->bm0[s >> 6] & (1ull << (s & 63))) {
@@ -220,22 +224,22 @@ static int tw_timeout(net_loop_t *loop)
             tw->bm0[s >> 6] &= ~(1ull << (s & 63));
         }
     }
-    if (next == UINT64_MAX) {
-        for (int l = 1; l < TW_LEVELS && next == UINT64_MAX; l++) {
-            if (!tw->bmn[l - 1]) continue;
-            unsigned shift = TW_L0_BITS + (unsigned)(l - 1) * TW_LN_BITS;
-            uint64_t base = j >> shift;
-            for (unsigned k = 1; k <= TW_LN; k++) {
-                unsigned s = (unsigned)((base + k) & (TW_LN - 1));
-                if (tw->bmn[l - 1] & (1ull << s)) {
-                    if (rt_list_empty(&tw->ln[l - 1][s])) {
-                        tw->bmn[l - 1] &= ~(1ull << s);
-                        continue;
-                    }
-                    next = (base + k) << shift; /* wake to cascade that slot */
-                    break;
-                }
+    for (int l = 1; l < TW_LEVELS; l++) {
+        if (!tw->bmn[l - 1]) continue;
+        unsigned shift = TW_L0_BITS + (unsigned)(l - 1) * TW_LN_BITS;
+        uint64_t base = j >> shift;
+        for (unsigned k = 0; k <= TW_LN; k++) {
+            uint64_t when = (base + k) << shift;
+            if (when < j) continue; /* this block's cascade already ran */
+            if (when >= next) break;
+            unsigned s = (unsigned)((base + k) & (TW_LN - 1));
+            if (!(tw->bmn[l - 1] & (1ull << s))) continue;
+            if (rt_list_empty(&tw->ln[l - 1][s])) {
+                tw->bmn[l - 1] &= ~(1ull << s);
+                continue;
             }
+            next = when;
+            break;
         }
     }
     if (next == UINT64_MAX) return -1;
@@ -430,16 +434,23 @@ void net_conn_close(net_conn_t *c)
 
 void net_conn_shutdown(net_conn_t *c)
 {
-    if (c->flags & NET_CONN_CLOSING) return;
+    if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return;
     c->flags |= NET_CONN_SHUTDOWN;
-    if (!c->out_head) {
-        net_conn_close(c);
-        return;
+    if (c->in) { /* retained input will never be parsed now */
+        rt_buf_free(c->in);
+        free(c->in);
+        c->in = NULL;
     }
-    net_conn_pause(c);
-    shutdown(c->io.fd, SHUT_RD);
+    if (c->flags & NET_CONN_PAUSED) {
+        c->flags &= ~NET_CONN_PAUSED;
+        net_io_set(c->loop, &c->io, c->io.events | EPOLLIN);
+    }
     c->soft_since = 0;
-    conn_mark_slow(c); /* closed after 5 s even if the peer never reads */
+    conn_mark_slow(c); /* closed after 5 s even if the peer never reads or closes */
+    if (!c->out_head) {
+        shutdown(c->io.fd, SHUT_WR);
+        c->flags |= NET_CONN_WR_SHUT;
+    }
 }
 
 void net_conn_pause(net_conn_t *c)
@@ -484,7 +495,7 @@ void net_conn_peer(const net_conn_t *c, char *out, size_t n)
 static size_t conn_feed(net_conn_t *c, char *data, size_t len)
 {
     size_t done = 0;
-    while (done < len && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED))) {
+    while (done < len && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED | NET_CONN_SHUTDOWN))) {
         const net_conn_ops_t *ops = c->ops;
         size_t n = ops->on_read(c, data + done, len - done);
         done += n;
@@ -517,14 +528,35 @@ static void conn_process_retained(net_conn_t *c)
 {
     if (!c->in || !c->in->len) return;
     size_t n = conn_feed(c, c->in->data, c->in->len);
-    if (c->flags & NET_CONN_CLOSING) return;
+    if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN) || !c->in) return;
     if (n >= c->in->len) conn_release_in(c);
     else if (n) rt_buf_consume(c->in, n);
+}
+
+/* After a shutdown: read and drop until EOF (see net_conn_shutdown). */
+static void conn_discard(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    for (int rounds = 0; rounds < 4; rounds++) {
+        ssize_t r = read(c->io.fd, loop->rbuf, loop->opt.read_buffer);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (r <= 0) {
+            net_conn_close(c);
+            return;
+        }
+        loop->stats.bytes_in += (uint64_t)r;
+        if ((size_t)r < loop->opt.read_buffer) return;
+    }
 }
 
 static void conn_on_readable(net_conn_t *c)
 {
     net_loop_t *loop = c->loop;
+    if (c->flags & NET_CONN_SHUTDOWN) {
+        conn_discard(c);
+        return;
+    }
     for (int rounds = 0; rounds < 4 && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED)); rounds++) {
         char *dst;
         size_t room;
@@ -551,9 +583,10 @@ static void conn_on_readable(net_conn_t *c)
         if (own) {
             c->in->len += (size_t)r;
             conn_process_retained(c);
+            if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return;
         } else {
             size_t n = conn_feed(c, dst, (size_t)r);
-            if (c->flags & NET_CONN_CLOSING) return;
+            if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return;
             if (n < (size_t)r) conn_retain(c, dst + n, (size_t)r - n);
         }
         if (c->in && c->in->len > loop->opt.max_retained) {
@@ -611,12 +644,14 @@ static void conn_flush(net_conn_t *c)
         want |= EPOLLOUT;
         if (c->out_bytes > loop->opt.out_soft_limit || (c->flags & NET_CONN_SHUTDOWN)) conn_mark_slow(c);
         else c->soft_since = 0;
+    } else if (c->flags & NET_CONN_SHUTDOWN) {
+        /* Everything is written: send FIN and wait for the peer's EOF. */
+        if (!(c->flags & NET_CONN_WR_SHUT)) {
+            shutdown(c->io.fd, SHUT_WR);
+            c->flags |= NET_CONN_WR_SHUT;
+        }
     } else {
         c->soft_since = 0;
-        if (c->flags & NET_CONN_SHUTDOWN) {
-            net_conn_close(c);
-            return;
-        }
     }
     net_io_set(loop, &c->io, want);
 }

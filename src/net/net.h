@@ -104,6 +104,7 @@ enum {
     NET_CONN_UNIX = 1u << 4,       /* accepted on a Unix socket */
     NET_CONN_READABLE_Q = 1u << 5, /* queued to have retained input offered again */
     NET_CONN_SLOW = 1u << 6,       /* in the loop's slow list (soft limit or shutdown) */
+    NET_CONN_WR_SHUT = 1u << 7,    /* FIN sent after a shutdown; lingering for the peer's */
 };
 
 struct net_conn {
@@ -128,7 +129,10 @@ void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t l
 void net_conn_write(net_conn_t *c, const void *p, size_t len);
 /* Closes now, dropping queued output. Idempotent. */
 void net_conn_close(net_conn_t *c);
-/* Stops reading and closes once queued output is written (bounded by 5 s). */
+/* Lingering close: input is read and discarded from now on, queued output
+ * is written, then FIN is sent and the connection closes at the peer's EOF,
+ * 5 s at most. A client still uploading (a 413, a WebSocket 1009) thus
+ * reads the answer instead of a TCP reset. */
 void net_conn_shutdown(net_conn_t *c);
 void net_conn_pause(net_conn_t *c);
 /* Resumes reading (if paused) and offers retained input again in this loop

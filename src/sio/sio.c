@@ -688,6 +688,32 @@ static void dispatch(sio_client_t *c, const sio_packet_t *p, const rt_slice_t *a
     }
 }
 
+/* Every {"_placeholder":true,...} object must carry an integer "num" naming
+ * one of the n attachments, as socket.io-parser's reconstruction demands
+ * ("illegal attachments" otherwise). The payload was validated already. */
+static bool placeholders_valid(rt_slice_t v, uint32_t n, int depth)
+{
+    rt_json_type_t t = rt_json_peek(v);
+    if (t != RT_JSON_ARRAY && t != RT_JSON_OBJECT) return true;
+    if (depth > RT_JSON_MAX_DEPTH) return false;
+    rt_json_iter_t it;
+    rt_slice_t k, e;
+    rt_json_iter_init(&it, v);
+    if (t == RT_JSON_ARRAY) {
+        while (rt_json_array_next(&it, &e))
+            if (!placeholders_valid(e, n, depth + 1)) return false;
+        return true;
+    }
+    rt_slice_t ph, num;
+    if (rt_json_object_get(v, "_placeholder", &ph) && rt_slice_eq_cstr(ph, "true")) {
+        uint64_t idx;
+        return rt_json_object_get(v, "num", &num) && rt_slice_to_u64(num, &idx) == 0 && idx < n;
+    }
+    while (rt_json_object_next(&it, &k, &e))
+        if (!placeholders_valid(e, n, depth + 1)) return false;
+    return true;
+}
+
 static void bin_free(sio_client_t *c)
 {
     sio_binpending_t *b = c->bin;
@@ -716,7 +742,8 @@ static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void
         sio_packet_t p;
         sio_packet_decode(rt_slice(b->text, b->text_len), &p); /* validated before */
         c->bin = NULL;
-        dispatch(c, &p, b->att, b->have);
+        if (placeholders_valid(p.payload, b->have, 0)) dispatch(c, &p, b->att, b->have);
+        else protocol_error(c, "illegal attachments");
         for (uint32_t i = 0; i < b->have; i++) free((void *)b->att[i].p);
         free(b->text);
         free(b);

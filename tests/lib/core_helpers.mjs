@@ -72,9 +72,9 @@ export function ack(socket, ev, ...args) {
   });
 }
 
-/** Waits until socket (a client) is disconnected; resolves the reason. */
+/** Resolves the reason of the socket's next disconnect (attach it before
+ * causing the disconnect). */
 export async function disconnected(socket, ms = T) {
-  if (!socket.connected && socket._disconnectReason) return socket._disconnectReason;
   const [reason] = await once(socket, 'disconnect', ms);
   return reason;
 }
@@ -98,9 +98,9 @@ export function rssKiB(pid) {
 // ------------------------------------------------------------ raw TCP / HTTP
 
 /** Connects a raw TCP socket to 127.0.0.1:port; resolves once connected. */
-export function tcp(port) {
+export function tcp(port, { allowHalfOpen = false } = {}) {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
@@ -180,6 +180,27 @@ export async function rawRequest(port, bytes, { ms = T } = {}) {
   });
 }
 
+/**
+ * Keeps writing chunk every few ms for `ms` on a socket opened with
+ * allowHalfOpen (so writes continue after the peer's FIN). Resolves the
+ * error code if the peer reset the connection meanwhile (its socket was
+ * closed with our data arriving), or null. This is how a client still
+ * uploading the rest of a refused request/message sees a server that closes
+ * instead of draining (no lingering close).
+ */
+export function writesUntilReset(s, chunk, ms = 300) {
+  return new Promise((resolve) => {
+    let err = null;
+    const onErr = (e) => { err = e.code || e.message; };
+    s.on('error', onErr);
+    const iv = setInterval(() => {
+      if (err || s.destroyed) return;
+      s.write(chunk, (e) => { if (e && !err) err = e.code || e.message; });
+    }, 5);
+    setTimeout(() => { clearInterval(iv); s.off('error', onErr); resolve(err); }, ms);
+  });
+}
+
 // ------------------------------------------------------------ raw WebSocket
 
 export const OP = { CONT: 0, TEXT: 1, BIN: 2, CLOSE: 8, PING: 9, PONG: 10 };
@@ -220,8 +241,8 @@ export function frame(opcode, payload = Buffer.alloc(0), { fin = true, mask = tr
  *   ws.closed            -> promise, resolves when TCP is closed
  *   ws.closeFrame        -> the close frame received (code, reason), if any
  */
-export async function wsConnect(port, path, { head = {}, pause = false } = {}) {
-  const s = await tcp(port);
+export async function wsConnect(port, path, { head = {}, pause = false, allowHalfOpen = false } = {}) {
+  const s = await tcp(port, { allowHalfOpen });
   const key = crypto.randomBytes(16).toString('base64');
   const extra = Object.entries(head).map(([k, v]) => `${k}: ${v}\r\n`).join('');
   s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
@@ -321,8 +342,8 @@ export async function wsConnect(port, path, { head = {}, pause = false } = {}) {
 
 /** Raw Engine.IO-over-WebSocket session on /socket.io/: resolves after the
  * open packet with { ws, sid, handshake }. */
-export async function eioWs(port, path = '/socket.io/') {
-  const ws = await wsConnect(port, `${path}?EIO=4&transport=websocket`);
+export async function eioWs(port, path = '/socket.io/', opts = {}) {
+  const ws = await wsConnect(port, `${path}?EIO=4&transport=websocket`, opts);
   if (ws.response.status !== 101) throw new Error(`upgrade refused: ${ws.response.status}`);
   const open = await ws.next();
   if (open.opcode !== OP.TEXT || open.text[0] !== '0') throw new Error(`bad open packet ${open.text}`);

@@ -21,8 +21,11 @@
  * the clock is truncated to ms; sanitizers and loaded machines add jitter). */
 static long slack_ms(void)
 {
+    /* Wheel bugs show up as 50 ms .. 16 s late; scheduling noise on a loaded
+     * 2-core CI machine (ASan build, benchmarks beside it) stays far below
+     * 25 ms. Tighten with NET_TEST_TIMER_SLACK_MS on a quiet machine. */
     const char *e = getenv("NET_TEST_TIMER_SLACK_MS");
-    return e ? atol(e) : 3;
+    return e ? atol(e) : 25;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -211,7 +214,7 @@ static void chain_cb(net_loop_t *loop, net_timer_t *t)
     RT_UNUSED(t);
     /* At 100 ms, arm more timers relative to the current time. */
     for (int i = NT / 2; i < NT; i++) {
-        uint64_t delay = xrand() % 500;
+        uint64_t delay = xrand() % 400;
         tts[i].deadline = net_loop_now(loop) + delay;
         net_timer_start(loop, &tts[i].t, delay);
     }
@@ -227,7 +230,7 @@ TEST(timer_order_and_punctuality)
         tts[i].fired = 0;
     }
     for (int i = 0; i < NT / 2; i++) {
-        uint64_t delay = xrand() % 500;
+        uint64_t delay = xrand() % 400;
         tts[i].deadline = t0 + delay;
         net_timer_start(loop, &tts[i].t, delay);
     }
@@ -1008,7 +1011,8 @@ TEST(conn_close_others)
     CHECK_EQ_INT(S.closes, 5);
 }
 
-/* ---- shutdown: queued output is delivered in full, then EOF ---- */
+/* ---- shutdown: queued output is delivered in full, then FIN; the server
+ * closes once the client closes its side too (lingering close) ---- */
 static char big[300000];
 static size_t shut_read(net_conn_t *c, char *data, size_t len)
 {
@@ -1018,10 +1022,18 @@ static size_t shut_read(net_conn_t *c, char *data, size_t len)
     return len;
 }
 static const net_conn_ops_t shut_ops = {shut_read, srv_on_close};
+static bool shut_client_fin;
 static bool shut_script(net_loop_t *loop)
 {
     RT_UNUSED(loop);
     if (phase++ == 0) write_all(K1.io.fd, "go", 2);
+    if (K1.eof && !shut_client_fin) {
+        /* Before our FIN the server only reads and discards: more input
+         * must not make it reset the connection. */
+        write_all(K1.io.fd, "ignored", 7);
+        shutdown(K1.io.fd, SHUT_WR);
+        shut_client_fin = true;
+    }
     return K1.eof && S.closes == 1;
 }
 
