@@ -374,6 +374,20 @@ void rt_random_bytes(void *p, size_t n)
     }
 }
 
+void rt_random_id(char out[21])
+{
+    static uint8_t pool[15 * 64];
+    static size_t left;
+    if (left < 15) {
+        rt_random_bytes(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    left -= 15;
+    rt_base64url(out, pool + left, 15);
+    memset(pool + left, 0, 15);
+    out[20] = 0;
+}
+
 static size_t b64(char *out, const uint8_t *in, size_t n, const char *alpha, bool pad)
 {
     size_t o = 0, i = 0;

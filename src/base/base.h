@@ -180,6 +180,10 @@ void rt_panic(const char *file, int line, const char *what) __attribute__((noret
 
 /* ---- randomness (getrandom(2)); aborts if the kernel cannot supply it ---- */
 void rt_random_bytes(void *p, size_t n);
+/* A 20-character URL-safe id from 15 random bytes (Engine.IO sids, Socket.IO
+ * socket ids: bearer tokens). Drawn from a pool refilled 64 ids at a time;
+ * used bytes are wiped. Single-threaded, like the loop. */
+void rt_random_id(char out[21]);
 /* Writes ceil(4n/3) chars of URL-safe base64, never padded; returns the count. */
 size_t rt_base64url(char *out, const uint8_t *in, size_t n);
 /* Standard base64 with padding; out needs 4*ceil(n/3) bytes. Returns length. */

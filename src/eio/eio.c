@@ -62,8 +62,6 @@ struct eio_server {
     size_t ndead, dead_cap;
     eio_session_t **flush; /* polling sessions with a parked GET and new packets */
     size_t nflush, flush_cap;
-    uint8_t rand_pool[15 * 64];
-    size_t rand_left;
     rt_buf_t scratch;
     eio_qpkt_t *free_q;
     size_t nfree_q;
@@ -292,18 +290,6 @@ const eio_options_t *eio_server_options(const eio_server_t *srv) { return &srv->
 size_t eio_server_sessions(const eio_server_t *srv) { return srv->sessions.count; }
 void *eio_server_data(const eio_server_t *srv) { return srv->ud; }
 
-static void new_sid(eio_server_t *srv, char out[SID_LEN + 1])
-{
-    if (srv->rand_left < 15) {
-        rt_random_bytes(srv->rand_pool, sizeof srv->rand_pool);
-        srv->rand_left = sizeof srv->rand_pool;
-    }
-    srv->rand_left -= 15;
-    rt_base64url(out, srv->rand_pool + srv->rand_left, 15);
-    memset(srv->rand_pool + srv->rand_left, 0, 15); /* a sid is a bearer token: don't keep it */
-    out[SID_LEN] = 0;
-}
-
 static void upgrade_drop(eio_session_t *s);
 
 static const ws_handler_t ws_main_handler;
@@ -340,7 +326,7 @@ static eio_session_t *session_new(eio_server_t *srv)
 {
     eio_session_t *s = rt_calloc(1, sizeof *s);
     s->srv = srv;
-    do new_sid(srv, s->sid);
+    do rt_random_id(s->sid);
     while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
     rt_map_put(&srv->sessions, rt_slice(s->sid, SID_LEN), s);
     net_timer_init(&s->ping, ping_cb);

@@ -109,8 +109,6 @@ struct sio_server {
     uint64_t seq;
     rt_buf_t enc;    /* scratch for encoding */
     rt_buf_t evname; /* scratch for the decoded event name */
-    uint8_t rand_pool[15 * 64];
-    size_t rand_left;
     sio_stats_t stats;
 };
 
@@ -134,17 +132,6 @@ bool sio_socket_connected(const sio_socket_t *s) { return s->state == SOCK_CONNE
 uint64_t sio_socket_seq(const sio_socket_t *s) { return s->seq; }
 eio_server_t *sio_server_eio(const sio_server_t *srv) { return srv->eio; }
 const sio_stats_t *sio_server_stats(const sio_server_t *srv) { return &srv->stats; }
-
-static void new_id(sio_server_t *srv, char out[21])
-{
-    if (srv->rand_left < 15) {
-        rt_random_bytes(srv->rand_pool, sizeof srv->rand_pool);
-        srv->rand_left = sizeof srv->rand_pool;
-    }
-    srv->rand_left -= 15;
-    rt_base64url(out, srv->rand_pool + srv->rand_left, 15);
-    out[20] = 0;
-}
 
 /* ---- encoding and sending ---- */
 static void client_send_text(sio_client_t *c, const rt_buf_t *b)
@@ -609,7 +596,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     s->nsp = nsp;
     nsp->nalloc++;
     s->state = SOCK_PENDING;
-    new_id(srv, s->id);
+    rt_random_id(s->id);
     s->next_in_client = c->sockets;
     c->sockets = s;
     rt_slice_t auth = p->payload.n ? p->payload : RT_SLICE("{}");
