@@ -183,7 +183,8 @@ void app_usage(FILE *out)
 {
     fprintf(out,
             "Usage: realtimed [options]\n"
-            "       realtimed publish [--site S] [--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n"
+            "       realtimed publish [--bench DIR] [--redis URL] [--site S]\n"
+            "                 [--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n"
             "\n"
             "A Socket.IO v4 realtime server for Frappe benches: a drop-in for\n"
             "`node apps/frappe/socketio.js`. Start it with the bench root as working\n"
@@ -200,7 +201,7 @@ void app_usage(FILE *out)
         fprintf(out, "  %s%s%s%s\n", flag, o->alias ? ", --" : "", o->alias ? o->alias : "",
                 o->type == T_BOOL ? "" : o->type == T_INT ? " N" : " VALUE");
         fprintf(out, "      %s", o->help);
-        if (o->def) fprintf(out, " (default %s)", o->def);
+        if (o->def) fprintf(out, " (default %s)", o->type == T_BOOL ? (strcmp(o->def, "0") ? "on" : "off") : o->def);
         if (o->flags & F_BENCH) fprintf(out, " [bench key %s]", o->key);
         if (o->env) fprintf(out, " [env %s]", o->env);
         fprintf(out, "\n");

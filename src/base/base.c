@@ -59,6 +59,48 @@ char *rt_strndup(const char *s, size_t n)
     return d;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RT_POOL_PASSTHROUGH 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RT_POOL_PASSTHROUGH 1
+#endif
+#endif
+
+void *rt_pool_alloc(rt_pool_t *p)
+{
+#ifdef RT_POOL_PASSTHROUGH
+    return rt_calloc(1, p->size);
+#else
+    if (!p->free) {
+        /* A new slab; its objects go on the free list, in address order. */
+        enum { SLAB = 64 };
+        char *slab = rt_malloc(p->size * SLAB);
+        for (size_t i = SLAB; i-- > 0;) {
+            void *o = slab + i * p->size;
+            *(void **)o = p->free;
+            p->free = o;
+        }
+    }
+    void *o = p->free;
+    p->free = *(void **)o;
+    memset(o, 0, p->size);
+    return o;
+#endif
+}
+
+void rt_pool_free(rt_pool_t *p, void *obj)
+{
+    if (!obj) return;
+#ifdef RT_POOL_PASSTHROUGH
+    RT_UNUSED(p);
+    free(obj);
+#else
+    *(void **)obj = p->free;
+    p->free = obj;
+#endif
+}
+
 bool rt_slice_case_eq(rt_slice_t a, const char *s)
 {
     size_t n = strlen(s);

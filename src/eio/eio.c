@@ -68,6 +68,8 @@ struct eio_server {
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
+static rt_pool_t session_pool = RT_POOL_INIT(eio_session_t);
+
 void eio_options_default(eio_options_t *o)
 {
     o->ping_interval = 25000;
@@ -324,7 +326,7 @@ void eio_session_close(eio_session_t *s)
 
 static eio_session_t *session_new(eio_server_t *srv)
 {
-    eio_session_t *s = rt_calloc(1, sizeof *s);
+    eio_session_t *s = rt_pool_alloc(&session_pool);
     s->srv = srv;
     do rt_random_id(s->sid);
     while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
@@ -625,7 +627,7 @@ static void eio_hook(net_loop_t *loop, void *ud)
                 if (srv->flush[i] == s) srv->flush[i] = srv->flush[--srv->nflush];
         }
         srv->h.on_close(s, s->reason, srv->ud);
-        free(s);
+        rt_pool_free(&session_pool, s);
     }
 }
 

@@ -16,6 +16,8 @@
 #include "frappe/fetch.h"
 #include "http/http_parser.h"
 
+/* One allocation per client: the strings live in `text` right after the
+ * struct. origin is kept only when callbacks go to the client's Origin. */
 typedef struct fr_ident {
     uint32_t refs;
     bool origin_ok;     /* hostname(Host) == hostname(Origin) */
@@ -24,6 +26,7 @@ typedef struct fr_ident {
     char *origin;       /* Origin header (for the callback URL), or NULL */
     char *sid;          /* sid cookie, or NULL */
     char *authorization;
+    char text[];
 } fr_ident_t;
 
 typedef struct {
@@ -32,11 +35,11 @@ typedef struct {
 
 typedef struct {
     fr_ident_t *id;
-    char *user;
-    bool system_user;
-    bool handlers;       /* the "frappe" app is installed: rooms and events */
     fr_doc_t *open_docs; /* doc_open pairs still open (duplicates allowed) */
     uint32_t nopen, capopen;
+    bool system_user;
+    bool handlers;       /* the "frappe" app is installed: rooms and events */
+    char user[];
 } fr_socket_t;
 
 typedef enum { OP_AUTH, OP_PERM } fr_op_kind_t;
@@ -117,8 +120,6 @@ bool frappe_cookie_get(rt_slice_t h, const char *name, rt_buf_t *out)
     return false;
 }
 
-static char *slice_dup(rt_slice_t s) { return s.p ? rt_strndup(s.p, s.n) : NULL; }
-
 /* Appends JavaScript's String(value) for a raw JSON value: strings as text,
  * objects "[object Object]", arrays their elements joined by "," (null
  * elements empty), everything else its JSON text. */
@@ -154,37 +155,50 @@ static void js_string(rt_slice_t v, rt_buf_t *out)
 /* ---- identity ---- */
 static void ident_unref(fr_ident_t *id)
 {
-    if (!id || --id->refs) return;
-    free(id->site);
-    free(id->origin);
-    free(id->sid);
-    free(id->authorization);
-    free(id);
+    if (id && --id->refs == 0) free(id);
+}
+
+/* Copies s (NUL-terminated) to *at and advances it; NULL for an absent s. */
+static char *pack(char **at, rt_slice_t s, bool present)
+{
+    if (!present) return NULL;
+    char *p = *at;
+    if (s.n) memcpy(p, s.p, s.n);
+    p[s.n] = 0;
+    *at = p + s.n + 1;
+    return p;
 }
 
 static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
 {
     frappe_t *f = ud;
-    fr_ident_t *id = rt_calloc(1, sizeof *id);
-    id->refs = 1;
     rt_slice_t host = http_header_get(req, "host"), origin = http_header_get(req, "origin");
     rt_slice_t xsite = http_header_get(req, "x-frappe-site-name");
     rt_slice_t cookie = http_header_get(req, "cookie"), auth = http_header_get(req, "authorization");
     rt_slice_t hh = frappe_hostname(host);
     /* Site resolution, in the contract's order. */
-    if (xsite.p && xsite.n) id->site = slice_dup(frappe_hostname(xsite));
+    rt_slice_t site;
+    if (xsite.p && xsite.n) site = frappe_hostname(xsite);
     else if (f->opt.default_site && (rt_slice_eq_cstr(hh, "localhost") || rt_slice_eq_cstr(hh, "127.0.0.1")))
-        id->site = rt_strndup(f->opt.default_site, strlen(f->opt.default_site));
-    else if (origin.p && origin.n) id->site = slice_dup(frappe_hostname(origin));
-    else id->site = slice_dup(hh.p ? hh : RT_SLICE(""));
-    if (!id->site) id->site = rt_strndup("", 0);
+        site = rt_slice_cstr(f->opt.default_site);
+    else if (origin.p && origin.n) site = frappe_hostname(origin);
+    else site = hh.p ? hh : RT_SLICE("");
+    rt_buf_t sid = {0};
+    bool has_sid = cookie.p && frappe_cookie_get(cookie, "sid", &sid) && sid.len;
+    bool keep_origin = origin.p && !f->webserver_base;
+    bool has_auth = auth.p && auth.n;
+    size_t text = site.n + 1 + (keep_origin ? origin.n + 1 : 0) + (has_sid ? sid.len + 1 : 0) +
+                  (has_auth ? auth.n + 1 : 0);
+    fr_ident_t *id = rt_malloc(sizeof *id + text);
+    char *at = id->text;
+    id->refs = 1;
     id->origin_ok = origin.p && rt_slice_eq(hh, frappe_hostname(origin));
-    if (origin.p) id->origin = slice_dup(origin);
     id->has_cookie = cookie.p && cookie.n;
-    if (auth.p && auth.n) id->authorization = slice_dup(auth);
-    rt_buf_t v = {0};
-    if (cookie.p && frappe_cookie_get(cookie, "sid", &v) && v.len) id->sid = rt_strndup(v.data, v.len);
-    rt_buf_free(&v);
+    id->site = pack(&at, site, true);
+    id->origin = pack(&at, origin, keep_origin);
+    id->sid = pack(&at, rt_slice(sid.data, sid.len), has_sid);
+    id->authorization = pack(&at, auth, has_auth);
+    rt_buf_free(&sid);
     sio_client_set_data(c, id);
 }
 
@@ -322,7 +336,6 @@ static void fr_socket_free(fr_socket_t *fs)
         free(fs->open_docs[i].docname);
     }
     free(fs->open_docs);
-    free(fs->user);
     ident_unref(fs->id);
     free(fs);
 }
@@ -341,10 +354,10 @@ static void join_default_rooms(frappe_t *f, sio_socket_t *s, fr_socket_t *fs)
 static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t user, bool system_user,
                       bool frappe_app)
 {
-    fr_socket_t *fs = rt_calloc(1, sizeof *fs);
+    fr_socket_t *fs = rt_calloc(1, sizeof *fs + user.n + 1);
     fs->id = id;
     id->refs++;
-    fs->user = rt_strndup(user.p, user.n);
+    memcpy(fs->user, user.p, user.n);
     fs->system_user = system_user;
     sio_socket_set_data(s, fs);
     sio_socket_accept(s);

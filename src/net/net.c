@@ -64,6 +64,8 @@ struct net_loop {
     net_stats_t stats;
 };
 
+static rt_pool_t conn_pool = RT_POOL_INIT(net_conn_t);
+
 struct net_listener {
     net_io_t io;
     net_loop_t *loop;
@@ -726,7 +728,7 @@ static void conn_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
 
 static net_conn_t *conn_new(net_loop_t *loop, int fd)
 {
-    net_conn_t *c = rt_calloc(1, sizeof *c);
+    net_conn_t *c = rt_pool_alloc(&conn_pool);
     c->io.fd = fd;
     c->io.cb = conn_io_cb;
     c->loop = loop;
@@ -790,7 +792,7 @@ static void free_closing(net_loop_t *loop)
                 }
         }
         if (c->ops && c->ops->on_close) c->ops->on_close(c);
-        free(c);
+        rt_pool_free(&conn_pool, c);
     }
 }
 

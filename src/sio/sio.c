@@ -112,6 +112,10 @@ struct sio_server {
     sio_stats_t stats;
 };
 
+static rt_pool_t socket_pool = RT_POOL_INIT(sio_socket_t);
+static rt_pool_t client_pool = RT_POOL_INIT(sio_client_t);
+static rt_pool_t member_pool = RT_POOL_INIT(sio_member_t);
+
 static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
 static const char REASON_SERVER_NSP[] = "server namespace disconnect";
 
@@ -237,7 +241,7 @@ static void member_remove(sio_member_t *m)
         rt_map_del(&nsp->rooms, rt_slice(r->name, r->namelen));
         free(r);
     }
-    free(m);
+    rt_pool_free(&member_pool, m);
 }
 
 void sio_join(sio_socket_t *s, rt_slice_t room)
@@ -246,7 +250,7 @@ void sio_join(sio_socket_t *s, rt_slice_t room)
     for (sio_member_t *m = s->rooms; m; m = m->next)
         if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) return;
     sio_room_t *r = room_get(s->nsp, room, true);
-    sio_member_t *m = rt_malloc(sizeof *m);
+    sio_member_t *m = rt_pool_alloc(&member_pool);
     m->s = s;
     m->room = r;
     m->next = s->rooms;
@@ -446,7 +450,7 @@ static void socket_free(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
     free(s->auth);
-    free(s);
+    rt_pool_free(&socket_pool, s);
     nsp->nalloc--;
     nsp_maybe_cleanup(nsp);
 }
@@ -591,7 +595,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         srv->stats.connect_errors++;
         return;
     }
-    s = rt_calloc(1, sizeof *s);
+    s = rt_pool_alloc(&socket_pool);
     s->client = c;
     s->nsp = nsp;
     nsp->nalloc++;
@@ -775,7 +779,7 @@ static void connect_timer_cb(net_loop_t *loop, net_timer_t *t)
 static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
 {
     sio_server_t *srv = ud;
-    sio_client_t *c = rt_calloc(1, sizeof *c);
+    sio_client_t *c = rt_pool_alloc(&client_pool);
     c->srv = srv;
     c->eio = es;
     eio_session_set_data(es, c);
@@ -797,7 +801,7 @@ static void eio_on_close(eio_session_t *es, eio_reason_t reason, void *ud)
     while (c->sockets) socket_close(c->sockets, reason);
     bin_free(c);
     if (srv->ch.on_client_close) srv->ch.on_client_close(c, srv->ch_ud);
-    free(c);
+    rt_pool_free(&client_pool, c);
 }
 
 /* Loop hook: frees dynamic namespaces that became empty. */

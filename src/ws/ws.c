@@ -11,6 +11,8 @@ struct ws_conn {
     ws_decoder_t dec;
 };
 
+static rt_pool_t ws_pool = RT_POOL_INIT(ws_conn_t);
+
 const char *ws_handshake_check(const http_request_t *req)
 {
     if (!rt_slice_eq_cstr(req->method, "GET")) return "WebSocket upgrade needs GET";
@@ -101,7 +103,7 @@ static void ws_on_close(net_conn_t *c)
     ws_conn_t *ws = c->data;
     if (ws->h && ws->h->on_close) ws->h->on_close(ws);
     ws_decoder_free(&ws->dec);
-    free(ws);
+    rt_pool_free(&ws_pool, ws);
 }
 
 static const net_conn_ops_t ws_ops = {ws_on_read, ws_on_close};
@@ -125,7 +127,7 @@ ws_conn_t *ws_accept(http_conn_t *hc, const http_request_t *req, const ws_handle
     net_conn_t *c = http_conn_upgrade(hc);
     net_conn_write(c, b.data, b.len);
     rt_buf_free(&b);
-    ws_conn_t *ws = rt_calloc(1, sizeof *ws);
+    ws_conn_t *ws = rt_pool_alloc(&ws_pool);
     ws->c = c;
     ws->h = h;
     ws->ud = ud;
