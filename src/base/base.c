@@ -260,7 +260,14 @@ void rt_map_free(rt_map_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static rt_map_entry_t *rt_map_find(const rt_map_t *m, rt_slice_t key, uint64_t h)
+/* Slot hashes are 32 bits; 0 and 1 mark empty and deleted slots. */
+static uint32_t slot_hash(rt_slice_t key)
+{
+    uint32_t h = (uint32_t)(rt_hash(key.p, key.n) >> 32);
+    return h < 2 ? h + 2 : h;
+}
+
+static rt_map_entry_t *rt_map_find(const rt_map_t *m, rt_slice_t key, uint32_t h)
 {
     if (!m->cap) return NULL;
     uint32_t mask = m->cap - 1;
@@ -275,7 +282,7 @@ static rt_map_entry_t *rt_map_find(const rt_map_t *m, rt_slice_t key, uint64_t h
 
 void *rt_map_get(const rt_map_t *m, rt_slice_t key)
 {
-    rt_map_entry_t *e = rt_map_find(m, key, rt_hash(key.p, key.n));
+    rt_map_entry_t *e = rt_map_find(m, key, slot_hash(key));
     return e ? e->value : NULL;
 }
 
@@ -300,7 +307,7 @@ static void rt_map_grow(rt_map_t *m)
 
 void rt_map_put(rt_map_t *m, rt_slice_t key, void *value)
 {
-    uint64_t h = rt_hash(key.p, key.n);
+    uint32_t h = slot_hash(key);
     rt_map_entry_t *e = rt_map_find(m, key, h);
     if (e) {
         e->key = key.p;
@@ -311,13 +318,13 @@ void rt_map_put(rt_map_t *m, rt_slice_t key, void *value)
     uint32_t mask = m->cap - 1, i = (uint32_t)h & mask;
     while (m->slots[i].hash >= 2) i = (i + 1) & mask;
     if (m->slots[i].hash == 0) m->used++;
-    m->slots[i] = (rt_map_entry_t){h, key.p, (uint32_t)key.n, value};
+    m->slots[i] = (rt_map_entry_t){h, (uint32_t)key.n, key.p, value};
     m->count++;
 }
 
 void *rt_map_del(rt_map_t *m, rt_slice_t key)
 {
-    rt_map_entry_t *e = rt_map_find(m, key, rt_hash(key.p, key.n));
+    rt_map_entry_t *e = rt_map_find(m, key, slot_hash(key));
     if (!e) return NULL;
     void *v = e->value;
     e->hash = 1;

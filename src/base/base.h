@@ -146,9 +146,9 @@ static inline void rt_list_remove(rt_list_t *n)
 /* ---- string-keyed hash map (open addressing, keys are byte strings owned
  * by the caller's value, e.g. the room name stored in the room struct) ---- */
 typedef struct {
-    uint64_t hash; /* 0 = empty, 1 = tombstone */
-    const char *key;
+    uint32_t hash; /* 0 = empty, 1 = tombstone; 24 bytes a slot */
     uint32_t keylen;
+    const char *key;
     void *value;
 } rt_map_entry_t;
 typedef struct {
