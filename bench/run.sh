@@ -45,6 +45,10 @@ if [ "$NCPU" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
 
 rm -rf "$TMP"
 mkdir -p "$TMP"
+# Every pass runs the same binaries, even if build/ is rebuilt meanwhile.
+cp build/realtimed build/bench/loadgen build/bench/authstub "$TMP/"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain --untracked-files=no -- src Makefile 2>/dev/null)" ] || COMMIT="$COMMIT-dirty"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -69,7 +73,7 @@ taskset -c $CLI_CPU redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save ''
     --loglevel warning >"$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
-taskset -c $CLI_CPU build/bench/authstub --port "$AUTH_PORT" >"$TMP/authstub.log" 2>&1 &
+taskset -c $CLI_CPU "$TMP/authstub" --port "$AUTH_PORT" >"$TMP/authstub.log" 2>&1 &
 AUTH_PID=$!
 PIDS+=("$AUTH_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -86,7 +90,7 @@ start_server() { # $1 = realtimed|node
     local name=$1
     case $name in
     realtimed)
-        (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU "$ROOT/build/realtimed" --webserver-host 127.0.0.1 \
+        (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU "$ROOT/$TMP/realtimed" --webserver-host 127.0.0.1 \
             --log-level warning) >>"$TMP/$name.log" 2>&1 &
         ;;
     node)
@@ -119,17 +123,22 @@ stop_server() {
 SRC=2 # last octet of the next loadgen source address (127.0.0.x)
 run_session() { # $1 server, $2 session (ws|storm|poll), $3 pass
     local name=$1 session=$2 pass=$3 procs clients
+    # ws: 64 connects in flight keeps the heap's high-water mark from the
+    # connect burst small, so the idle-memory readings are about connections;
+    # storm: 256 in flight, the connect-rate measurement
+    local window
     case $session in
-    poll) procs=1; clients=$POLL_CLIENTS ;;
-    *) procs=$PROCS; clients=$CLIENTS ;;
+    poll) procs=1; clients=$POLL_CLIENTS; window=64 ;;
+    ws) procs=$PROCS; clients=$CLIENTS; window=64 ;;
+    *) procs=$PROCS; clients=$CLIENTS; window=256 ;;
     esac
     [ $((SRC + procs)) -lt 250 ] || SRC=2
     start_server "$name"
     log "$name: $session ($clients clients, $procs loadgen processes, source 127.0.0.$SRC+)"
     local out=$TMP/$name-$session-$pass.json
-    if ! taskset -c $CLI_CPU build/bench/loadgen "$session" --port "$SIO_PORT" --site "$SITE" \
+    if ! taskset -c $CLI_CPU "$TMP/loadgen" "$session" --port "$SIO_PORT" --site "$SITE" \
         --redis-port "$REDIS_PORT" --server-pid "$SERVER_PID" --procs "$procs" --src "$SRC" \
-        --clients "$clients" --scale "$SCALE" --aux "redis:$REDIS_PID,authstub:$AUTH_PID" \
+        --clients "$clients" --window "$window" --scale "$SCALE" --aux "redis:$REDIS_PID,authstub:$AUTH_PID" \
         >"$out" 2>>"$TMP/loadgen.log"; then
         log "$name: $session: loadgen failed (see $TMP/loadgen.log)"
         rm -f "$out"
@@ -150,5 +159,5 @@ done
 ELAPSED=$(($(date +%s) - T0))
 python3 bench/report.py --tmp "$TMP" --out "$RESULTS" --servers "$SERVERS" --repeat "$REPEAT" \
     --elapsed "$ELAPSED" --clients "$CLIENTS" --poll-clients "$POLL_CLIENTS" --procs "$PROCS" \
-    --scale "$SCALE" ${BENCH_NO_DOCS:+--no-docs}
+    --scale "$SCALE" --commit "$COMMIT" ${BENCH_NO_DOCS:+--no-docs}
 log "done in $(($(date +%s) - T0)) s: $RESULTS/latest.md"

@@ -132,7 +132,8 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             net_io_set(fc->loop, &s->io, 0);
-            free(s);
+            s->io.fd = -1; /* an event for it may still be in this turn's batch */
+            net_loop_defer_free(fc->loop, s);
             cu.multi_assign(fc->multi, fd, NULL);
         }
         return 0;

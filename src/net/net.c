@@ -48,6 +48,8 @@ struct net_loop {
     timer_wheel_t tw;
     net_conn_t *pending;   /* connections with queued output */
     net_conn_t *closing;   /* closed, to be freed at end of turn */
+    void **deferred;       /* freed at the end of the turn (net_loop_defer_free) */
+    size_t ndeferred, deferred_cap;
     net_conn_t **all;      /* every open connection (conn->idx), for shutdown */
     size_t nall, all_cap;
     net_conn_t **readable; /* resumed connections with retained input */
@@ -296,6 +298,7 @@ void net_loop_free(net_loop_t *loop)
     }
     close(loop->epfd);
     free(loop->all);
+    free(loop->deferred);
     free(loop->readable);
     free(loop->rbuf);
     free(loop);
@@ -614,7 +617,9 @@ static void conn_flush(net_conn_t *c)
             iov[n].iov_len = q->len;
             total += q->len;
         }
-        ssize_t w = writev(c->io.fd, iov, n);
+        /* One chunk (a paced broadcast): send() skips writev's iovec layer. */
+        ssize_t w = n == 1 ? send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                           : writev(c->io.fd, iov, n);
         loop->stats.writev_calls++;
         if (w < 0) {
             if (errno == EINTR) continue;
@@ -763,6 +768,15 @@ static void flush_pending(net_loop_t *loop)
     }
 }
 
+void net_loop_defer_free(net_loop_t *loop, void *p)
+{
+    if (loop->ndeferred == loop->deferred_cap) {
+        loop->deferred_cap = loop->deferred_cap ? loop->deferred_cap * 2 : 16;
+        loop->deferred = rt_realloc(loop->deferred, loop->deferred_cap * sizeof *loop->deferred);
+    }
+    loop->deferred[loop->ndeferred++] = p;
+}
+
 /* Connections resumed with retained input get it offered again. */
 static void process_readable(net_loop_t *loop)
 {
@@ -776,6 +790,8 @@ static void process_readable(net_loop_t *loop)
 
 static void free_closing(net_loop_t *loop)
 {
+    for (size_t i = 0; i < loop->ndeferred; i++) free(loop->deferred[i]);
+    loop->ndeferred = 0;
     while (loop->closing) {
         net_conn_t *c = loop->closing;
         loop->closing = c->next_pending;

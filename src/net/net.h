@@ -34,6 +34,10 @@ struct net_io {
 enum { NET_READ = 1u, NET_WRITE = 4u }; /* == EPOLLIN, EPOLLOUT */
 /* Registers, changes or removes (events == 0) interest in io->fd. */
 int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events);
+/* Frees a watcher's memory at the end of the loop turn, never inside it: the
+ * current epoll batch may still hold a pointer to it. Set io->fd = -1 (and
+ * remove its interest) first so a pending event for it is skipped. */
+void net_loop_defer_free(net_loop_t *loop, void *p);
 
 /* ---- timers: hierarchical wheel, 1 ms resolution, O(1) start/stop ---- */
 typedef void (*net_timer_cb)(net_loop_t *loop, net_timer_t *t);
