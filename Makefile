@@ -30,7 +30,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%-replay)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
-.PHONY: all check unit fuzz-replay fuzz bench-bin clean install uninstall bench
+.PHONY: all check unit fuzz-replay fuzz bench-bin clean install uninstall bench man
 all: $(O)/realtimed $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN)
 
 $(O)/%.o: %.c
@@ -77,8 +77,13 @@ bench:
 
 install: $(O)/realtimed
 	install -D -m 0755 $(O)/realtimed $(DESTDIR)$(PREFIX)/bin/realtimed
+	install -D -m 0644 docs/realtimed.8 $(DESTDIR)$(PREFIX)/share/man/man8/realtimed.8
+
+# docs/realtimed.8 is generated from the options table (tests check it)
+man: $(O)/realtimed
+	$(O)/realtimed --help-man > docs/realtimed.8
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/realtimed
+	rm -f $(DESTDIR)$(PREFIX)/bin/realtimed $(DESTDIR)$(PREFIX)/share/man/man8/realtimed.8
 clean:
 	rm -rf build build-san build-fuzz build-clang
 

@@ -52,6 +52,7 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
 void app_config_print(const app_config_t *cfg, FILE *out);
 void app_config_free(app_config_t *cfg);
 void app_usage(FILE *out);
+void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 
 int conformance_start(app_t *app);
 

@@ -214,6 +214,67 @@ void app_usage(FILE *out)
                  "Exit codes: 0 ok, 64 bad command line, 69 cannot listen, 78 bad configuration.\n");
 }
 
+/* roff for a backslash-free, dash-escaped line. */
+static void roff_text(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '-') fputs("\\-", out);
+        else if (*s == '\\') fputs("\\e", out);
+        else fputc(*s, out);
+    }
+}
+
+/* The man page (docs/realtimed.8), generated from the same table as --help
+ * so the two cannot drift; a test compares the committed copy. */
+void app_man(FILE *out)
+{
+    fputs(".TH REALTIMED 8 \"\" \"realtimed " REALTIMED_VERSION "\" \"System Manager's Manual\"\n"
+          ".SH NAME\nrealtimed \\- Socket.IO v4 realtime server, a drop\\-in for Frappe's Node socketio service\n"
+          ".SH SYNOPSIS\n.B realtimed\n[\\fIoptions\\fR]\n.br\n.B realtimed publish\n"
+          "[\\fB\\-\\-bench\\fR \\fIDIR\\fR] [\\fB\\-\\-redis\\fR \\fIURL\\fR] [\\fB\\-\\-site\\fR \\fIS\\fR] "
+          "[\\fB\\-\\-room\\fR \\fIR\\fR | \\fB\\-\\-user\\fR \\fIU\\fR | \\fB\\-\\-doctype\\fR \\fID\\fR "
+          "[\\fB\\-\\-docname\\fR \\fIN\\fR] | \\fB\\-\\-task\\fR \\fIT\\fR] \\fIEVENT\\fR [\\fIJSON\\fR]\n"
+          ".SH DESCRIPTION\nStarted in a Frappe bench root, realtimed reads config.json and\n"
+          "sites/common_site_config.json like Frappe's Node server (later file wins, only truthy\n"
+          "values are copied), then the environment, then the options below. Every site is the\n"
+          "Socket.IO namespace /<site>; connections are authenticated through the Frappe web\n"
+          "server; events published on the Redis channel \\fIevents\\fR are relayed to rooms.\n"
+          "See docs/frappe.md for the contract and every deliberate difference.\n"
+          ".SH OPTIONS\n", out);
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        if (o->flags & F_HIDDEN) continue;
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->key);
+        for (char *p = flag; *p; p++)
+            if (*p == '_') *p = '-';
+        fputs(".TP\n.B ", out);
+        roff_text(out, flag);
+        if (o->alias) {
+            fputs(", --", out);
+            roff_text(out, o->alias);
+        }
+        if (o->type != T_BOOL) fputs(o->type == T_INT ? " \\fIN\\fR" : " \\fIVALUE\\fR", out);
+        fputs("\n", out);
+        roff_text(out, o->help);
+        if (o->def) {
+            fputs(". Default: ", out);
+            roff_text(out, o->type == T_BOOL ? (strcmp(o->def, "0") ? "on" : "off") : o->def);
+        }
+        if (o->flags & F_BENCH) fprintf(out, ". Bench key: %s", o->key);
+        if (o->env) fprintf(out, ". Environment: %s", o->env);
+        fputs(".\n", out);
+    }
+    fputs(".TP\n.B \\-\\-check\\-config\nPrint the effective configuration (secrets masked) and exit; "
+          "non\\-zero with a message naming the key when it is invalid.\n"
+          ".TP\n.B \\-h, \\-\\-help\nUsage.\n.TP\n.B \\-v, \\-\\-version\nVersion.\n"
+          ".SH SIGNALS\nSIGTERM and SIGINT close every client cleanly and exit 0; a second SIGINT exits at once.\n"
+          ".SH EXIT STATUS\n0 ok; 64 bad command line; 65 bad JSON (publish); 69 cannot listen or reach Redis "
+          "(publish); 78 bad configuration.\n"
+          ".SH FILES\n<bench>/config.json, <bench>/sites/common_site_config.json\n"
+          ".SH SEE ALSO\nredis\\-server(1), docs/frappe.md, docs/performance.md\n", out);
+}
+
 static const opt_t *find_flag(const char *name, size_t n)
 {
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
@@ -266,6 +327,11 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             app_usage(stdout);
+            *exit_now = true;
+            return 0;
+        }
+        if (!strcmp(a, "--help-man")) {
+            app_man(stdout);
             *exit_now = true;
             return 0;
         }
