@@ -76,6 +76,8 @@ struct net_listener {
     int port;
     bool unix_sock;
     int reserve_fd; /* spare fd closed to accept-and-drop when out of fds */
+    uint32_t dropped;   /* connections dropped since the last warning */
+    uint64_t last_warn;
     char *path;
 };
 
@@ -861,7 +863,13 @@ static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
                 int tmp = accept(l->io.fd, NULL, NULL);
                 if (tmp >= 0) close(tmp);
                 l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                rt_warn("net", "out of file descriptors: dropped a connection");
+                /* One line a second at most: a flood must not flood the log. */
+                l->dropped++;
+                if (loop->now - l->last_warn >= 1000) {
+                    rt_warn("net", "out of file descriptors: dropped %u connection(s)", l->dropped);
+                    l->last_warn = loop->now;
+                    l->dropped = 0;
+                }
             }
             return;
         }
