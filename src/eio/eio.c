@@ -37,16 +37,17 @@ typedef struct {
 } eio_upgrade_t;
 
 struct eio_session {
-    eio_server_t *srv;
-    void *ud;
+    /* Hot on every delivery: the first line holds the transport and flags. */
     ws_conn_t *ws;          /* WebSocket transport, or NULL while polling */
-    http_conn_t *get;       /* parked polling GET */
+    bool closed;
+    bool awaiting_pong;
+    bool flush_queued;      /* in srv->flush */
     eio_qpkt_t *q_head, *q_tail;
+    eio_server_t *srv;
+    http_conn_t *get;       /* parked polling GET */
+    void *ud;
     eio_upgrade_t *upgrade; /* only while upgrading */
     net_timer_t ping;
-    bool awaiting_pong;
-    bool closed;
-    bool flush_queued;      /* in srv->flush */
     eio_reason_t reason;
     char sid[SID_LEN + 1];
 };

@@ -113,14 +113,16 @@ enum {
 
 struct net_conn {
     net_io_t io;               /* must stay first */
+    /* The write path (every broadcast delivery) touches only this first
+     * cache line: flags, queue, pending link, loop. */
     uint32_t flags;
     uint32_t out_bytes;        /* bytes queued, not yet written */
-    const net_conn_ops_t *ops;
-    void *data;                /* owner */
-    net_loop_t *loop;
-    rt_buf_t *in;              /* retained partial input; NULL while idle */
     net_outq_node_t *out_head, *out_tail;
     net_conn_t *next_pending;  /* pending-write / closing list link */
+    net_loop_t *loop;
+    const net_conn_ops_t *ops;
+    void *data;                /* owner */
+    rt_buf_t *in;              /* retained partial input; NULL while idle */
     net_conn_t *next_slow;     /* slow list link (NET_CONN_SLOW) */
     uint32_t soft_since;       /* loop time (s) since over the soft limit, or since shutdown */
     uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
