@@ -78,6 +78,15 @@ static const opt_t opts[] = {
 
 static const char *sources[RT_ARRAY_LEN(opts)];
 
+/* The flag for a key: "--" + key with '_' -> '-'. */
+static const char *flag_name(const opt_t *o, char *buf, size_t n)
+{
+    snprintf(buf, n, "--%s", o->key);
+    for (char *p = buf; *p; p++)
+        if (*p == '_') *p = '-';
+    return buf;
+}
+
 static size_t opt_index(const char *key)
 {
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++)
@@ -195,9 +204,7 @@ void app_usage(FILE *out)
         const opt_t *o = &opts[i];
         if (o->flags & F_HIDDEN) continue;
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s", o->key);
-        for (char *p = flag; *p; p++)
-            if (*p == '_') *p = '-';
+        flag_name(o, flag, sizeof flag);
         fprintf(out, "  %s%s%s%s\n", flag, o->alias ? ", --" : "", o->alias ? o->alias : "",
                 o->type == T_BOOL ? "" : o->type == T_INT ? " N" : " VALUE");
         fprintf(out, "      %s", o->help);
@@ -245,9 +252,7 @@ void app_man(FILE *out)
         const opt_t *o = &opts[i];
         if (o->flags & F_HIDDEN) continue;
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s", o->key);
-        for (char *p = flag; *p; p++)
-            if (*p == '_') *p = '-';
+        flag_name(o, flag, sizeof flag);
         fputs(".TP\n.B ", out);
         roff_text(out, flag);
         if (o->alias) {
@@ -279,10 +284,8 @@ static const opt_t *find_flag(const char *name, size_t n)
 {
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
-        char flag[64];
-        size_t k = 0;
-        for (const char *p = o->key; *p && k < sizeof flag - 1; p++) flag[k++] = *p == '_' ? '-' : *p;
-        flag[k] = 0;
+        char buf[64];
+        const char *flag = flag_name(o, buf, sizeof buf) + 2;
         if ((strlen(flag) == n && !memcmp(flag, name, n)) ||
             (o->alias && strlen(o->alias) == n && !memcmp(o->alias, name, n)) ||
             (strlen(o->key) == n && !memcmp(o->key, name, n)))

@@ -75,7 +75,9 @@ void *rt_pool_alloc(rt_pool_t *p)
     if (!p->free) {
         /* A new slab; its objects go on the free list, in address order. */
         enum { SLAB = 64 };
-        char *slab = rt_malloc(p->size * SLAB);
+        char *mem = rt_malloc(sizeof(void *) + p->size * SLAB), *slab = mem + sizeof(void *);
+        *(void **)mem = p->slabs;
+        p->slabs = mem;
         for (size_t i = SLAB; i-- > 0;) {
             void *o = slab + i * p->size;
             *(void **)o = p->free;
@@ -99,6 +101,16 @@ void rt_pool_free(rt_pool_t *p, void *obj)
     *(void **)obj = p->free;
     p->free = obj;
 #endif
+}
+
+void rt_pool_destroy(rt_pool_t *p)
+{
+    while (p->slabs) {
+        void *next = *(void **)p->slabs;
+        free(p->slabs);
+        p->slabs = next;
+    }
+    p->free = NULL;
 }
 
 bool rt_slice_case_eq(rt_slice_t a, const char *s)

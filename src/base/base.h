@@ -52,10 +52,13 @@ void *rt_try_malloc(size_t n);
 typedef struct {
     size_t size; /* object size, rounded up to 8 */
     void *free;  /* free list through the objects' first word */
+    void *slabs; /* slab list through each slab's first word */
 } rt_pool_t;
-#define RT_POOL_INIT(type) {((sizeof(type) + 7) & ~(size_t)7), NULL}
+#define RT_POOL_INIT(type) {((sizeof(type) + 7) & ~(size_t)7), NULL, NULL}
 void *rt_pool_alloc(rt_pool_t *p); /* zeroed */
 void rt_pool_free(rt_pool_t *p, void *obj);
+/* Frees every slab (all objects must be dead); for owners that go away. */
+void rt_pool_destroy(rt_pool_t *p);
 
 /* ---- slices: non-owning (ptr, len) views ---- */
 typedef struct {

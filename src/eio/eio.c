@@ -64,8 +64,7 @@ struct eio_server {
     eio_session_t **flush; /* polling sessions with a parked GET and new packets */
     size_t nflush, flush_cap;
     rt_buf_t scratch;
-    eio_qpkt_t *free_q;
-    size_t nfree_q;
+    rt_pool_t qpkts; /* polling queue nodes: no allocation per delivery */
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
@@ -92,34 +91,9 @@ static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t
 }
 
 /* ---- packet queue (polling) ---- */
-/* Queue nodes come from a per-server free list: a broadcast to polling
- * clients costs no allocation per recipient once the list is warm. */
-static eio_qpkt_t *qpkt_get(eio_server_t *srv)
-{
-    eio_qpkt_t *p = srv->free_q;
-    if (p) {
-        srv->free_q = p->next;
-        srv->nfree_q--;
-        return p;
-    }
-    return rt_malloc(sizeof *p);
-}
-
-static void qpkt_put(eio_server_t *srv, eio_qpkt_t *p)
-{
-    rt_chunk_unref(p->chunk);
-    if (srv->nfree_q >= 65536) {
-        free(p);
-        return;
-    }
-    p->next = srv->free_q;
-    srv->free_q = p;
-    srv->nfree_q++;
-}
-
 static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
 {
-    eio_qpkt_t *p = qpkt_get(s->srv);
+    eio_qpkt_t *p = rt_pool_alloc(&s->srv->qpkts);
     p->next = NULL;
     p->chunk = rt_chunk_ref(ch);
     p->off = (uint32_t)off;
@@ -135,7 +109,8 @@ static void q_clear(eio_session_t *s)
     while (s->q_head) {
         eio_qpkt_t *p = s->q_head;
         s->q_head = p->next;
-        qpkt_put(s->srv, p);
+        rt_chunk_unref(p->chunk);
+        rt_pool_free(&s->srv->qpkts, p);
     }
     s->q_tail = NULL;
 }
@@ -643,6 +618,7 @@ eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_op
     srv->h = *h;
     srv->ud = ud;
     rt_map_init(&srv->sessions);
+    srv->qpkts = (rt_pool_t)RT_POOL_INIT(eio_qpkt_t);
     snprintf(srv->handshake_tail, sizeof srv->handshake_tail,
              ",\"pingInterval\":%u,\"pingTimeout\":%u,\"maxPayload\":%zu}",
              srv->opt.ping_interval, srv->opt.ping_timeout, srv->opt.max_payload);
@@ -665,11 +641,7 @@ void eio_server_free(eio_server_t *srv)
     eio_hook(srv->loop, srv);
     rt_map_free(&srv->sessions);
     rt_buf_free(&srv->scratch);
-    while (srv->free_q) {
-        eio_qpkt_t *p = srv->free_q;
-        srv->free_q = p->next;
-        free(p);
-    }
+    rt_pool_destroy(&srv->qpkts);
     free(srv->dead);
     free(srv->flush);
     free(srv);

@@ -54,8 +54,7 @@ struct net_loop {
     size_t nall, all_cap;
     net_conn_t **readable; /* resumed connections with retained input */
     size_t nreadable, readable_cap;
-    net_outq_node_t *free_nodes;
-    size_t free_count;
+    rt_pool_t nodes;       /* out-queue nodes: no allocation per delivery */
     struct {
         net_hook_cb cb;
         void *ud;
@@ -277,6 +276,7 @@ net_loop_t *net_loop_new(const net_options_t *opt)
         return NULL;
     }
     loop->rbuf = rt_malloc(loop->opt.read_buffer);
+    loop->nodes = (rt_pool_t)RT_POOL_INIT(net_outq_node_t);
     for (unsigned i = 0; i < TW_L0; i++) rt_list_init(&loop->tw.l0[i]);
     for (int l = 0; l < TW_LEVELS - 1; l++)
         for (unsigned i = 0; i < TW_LN; i++) rt_list_init(&loop->tw.ln[l][i]);
@@ -293,12 +293,9 @@ void net_loop_free(net_loop_t *loop)
 {
     if (!loop) return;
     net_loop_close_all(loop);
-    while (loop->free_nodes) {
-        net_outq_node_t *n = loop->free_nodes;
-        loop->free_nodes = n->next;
-        free(n);
-    }
+
     close(loop->epfd);
+    rt_pool_destroy(&loop->nodes);
     free(loop->all);
     free(loop->deferred);
     free(loop->readable);
@@ -339,27 +336,10 @@ int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
 }
 
 /* ---- connections ---- */
-static net_outq_node_t *node_get(net_loop_t *loop)
-{
-    net_outq_node_t *n = loop->free_nodes;
-    if (n) {
-        loop->free_nodes = n->next;
-        loop->free_count--;
-        return n;
-    }
-    return rt_malloc(sizeof *n);
-}
-
 static void node_put(net_loop_t *loop, net_outq_node_t *n)
 {
     rt_chunk_unref(n->chunk);
-    if (loop->free_count >= 65536) {
-        free(n);
-        return;
-    }
-    n->next = loop->free_nodes;
-    loop->free_nodes = n;
-    loop->free_count++;
+    rt_pool_free(&loop->nodes, n);
 }
 
 static void outq_clear(net_conn_t *c)
@@ -391,7 +371,7 @@ void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t l
         net_conn_close(c);
         return;
     }
-    net_outq_node_t *n = node_get(loop);
+    net_outq_node_t *n = rt_pool_alloc(&loop->nodes);
     n->next = NULL;
     n->chunk = rt_chunk_ref(chunk);
     n->off = (uint32_t)off;
