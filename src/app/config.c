@@ -64,7 +64,7 @@ static const opt_t opts[] = {
     {"out_soft_limit", NULL, NULL, T_INT, O(out_soft_limit), "1048576", 4096, INT_MAX, 0,
      "bytes queued to one client tolerated for 10 s before it is closed"},
     {"out_hard_limit", NULL, NULL, T_INT, O(out_hard_limit), "16777216", 65536, INT_MAX, 0,
-     "bytes queued to one client that close it at once"},
+     "bytes queued to one client (WebSocket, or polling without a GET) that close it at once"},
     {"static_dir", NULL, "REALTIMED_STATIC_DIR", T_STR, O(static_dir), NULL, 0, 0, 0,
      "serve files from this folder at / (the demo page, the JS client)"},
     {"auth_mode", NULL, "REALTIMED_AUTH_MODE", T_STR, O(auth_mode), "frappe", 0, 0, 0,

@@ -168,6 +168,7 @@ int conformance_start(app_t *app)
     eo.ping_interval = app->cfg.ping_interval;
     eo.ping_timeout = app->cfg.ping_timeout;
     eo.max_payload = app->cfg.max_payload;
+    eo.max_buffered = (size_t)app->cfg.out_hard_limit;
     static const eio_handler_t echo = {echo_open, echo_message, echo_close};
     app->eio_echo = eio_server_new(app->http, "/engine.io/", &eo, &echo, app);
 

@@ -48,6 +48,7 @@ int frappe_start(app_t *app)
     eo.ping_interval = (unsigned)cfg->ping_interval;
     eo.ping_timeout = (unsigned)cfg->ping_timeout;
     eo.max_payload = (size_t)cfg->max_payload;
+    eo.max_buffered = (size_t)cfg->out_hard_limit;
     sio_options_t so;
     sio_options_default(&so);
     so.connect_timeout = (unsigned)cfg->connect_timeout;

@@ -42,6 +42,7 @@ struct eio_session {
     bool closed;
     bool awaiting_pong;
     bool flush_queued;      /* in srv->flush */
+    uint32_t q_bytes;       /* bytes in the polling queue */
     eio_qpkt_t *q_head, *q_tail;
     eio_server_t *srv;
     http_conn_t *get;       /* parked polling GET */
@@ -79,6 +80,7 @@ void eio_options_default(eio_options_t *o)
     o->polling = true;
     o->websocket = true;
     o->max_sessions = 0;
+    o->max_buffered = 16 << 20;
 }
 
 static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t *s)
@@ -93,6 +95,15 @@ static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t
 /* ---- packet queue (polling) ---- */
 static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
 {
+    if ((size_t)s->q_bytes + len > s->srv->opt.max_buffered) {
+        /* A polling client that stopped polling: like the WebSocket hard
+         * output limit, close it instead of buffering without bound. */
+        rt_warn("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
+        s->reason = EIO_REASON_TRANSPORT_ERROR;
+        eio_session_close(s);
+        return;
+    }
+    s->q_bytes += (uint32_t)len;
     eio_qpkt_t *p = rt_pool_alloc(&s->srv->qpkts);
     p->next = NULL;
     p->chunk = rt_chunk_ref(ch);
@@ -113,6 +124,7 @@ static void q_clear(eio_session_t *s)
         rt_pool_free(&s->srv->qpkts, p);
     }
     s->q_tail = NULL;
+    s->q_bytes = 0;
 }
 
 /* ---- small response helpers ---- */

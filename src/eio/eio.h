@@ -18,6 +18,8 @@ typedef struct {
     bool polling;             /* transports enabled (both by default) */
     bool websocket;
     size_t max_sessions;      /* 0 = unlimited */
+    size_t max_buffered;      /* bytes queued for a polling client that does not poll
+                                 before its session is closed (default 16 MiB) */
 } eio_options_t;
 void eio_options_default(eio_options_t *o);
 
