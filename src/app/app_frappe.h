@@ -4,7 +4,8 @@
 #include "app.h"
 
 int frappe_start(app_t *app);
-void frappe_stop(app_t *app);
+void frappe_app_stop(app_t *app);    /* before the sio server is freed */
+void frappe_app_release(app_t *app); /* after it */
 /* Extra checks for --check-config (reachability is not tested). */
 int frappe_check_config(const app_config_t *cfg);
 /* `realtimed publish ...` */

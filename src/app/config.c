@@ -181,6 +181,7 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
                 break;
             }
         }
+        if (o->type == T_BOOL) s = "1"; /* any truthy JSON value, as in JavaScript */
         rc = set_value(cfg, o, s, path);
         sources[i] = rel;
     }
@@ -408,17 +409,36 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
     return validate(cfg);
 }
 
-/* Masks the password of a redis URL. */
+/* Prints a Redis URL with its password masked, wherever it is: in the
+ * credentials (up to the last '@' before the query, as the parser reads
+ * them) and in a `password=` query parameter. */
 static void print_masked_url(FILE *out, const char *url)
 {
-    const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
-    if (!at || !scheme || at < scheme) {
+    const char *scheme = strstr(url, "://");
+    if (!scheme) {
         fputs(url, out);
         return;
     }
-    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-    if (!colon) colon = scheme + 2;
-    fprintf(out, "%.*s:****%s", (int)(colon - url), url, at);
+    const char *cred = scheme + 3, *q = strchr(cred, '?'), *end = q ? q : cred + strlen(cred);
+    const char *at = NULL;
+    for (const char *p = cred; p < end; p++)
+        if (*p == '@') at = p;
+    fwrite(url, 1, (size_t)(cred - url), out);
+    if (at) {
+        const char *colon = memchr(cred, ':', (size_t)(at - cred));
+        if (colon) fwrite(cred, 1, (size_t)(colon - cred), out), fputs(":****", out);
+        else fputs("****", out);
+        fwrite(at, 1, (size_t)(end - at), out);
+    } else {
+        fwrite(cred, 1, (size_t)(end - cred), out);
+    }
+    for (const char *p = q; p && *p;) {
+        const char *amp = strchr(p + 1, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        if (n >= 10 && !strncmp(p + 1, "password=", 9)) fprintf(out, "%c%s", *p, "password=****");
+        else fwrite(p, 1, n, out);
+        p = amp;
+    }
 }
 
 void app_config_print(const app_config_t *cfg, FILE *out)

@@ -74,7 +74,9 @@ int frappe_start(app_t *app)
     return 0;
 }
 
-void frappe_stop(app_t *app)
+void frappe_app_stop(app_t *app) { frappe_stop(app->frappe); }
+
+void frappe_app_release(app_t *app)
 {
     frappe_free(app->frappe);
     app->frappe = NULL;

@@ -96,8 +96,9 @@ int main(int argc, char **argv)
     net_io_set(app.loop, &sw.io, 0);
     close(sw.io.fd);
 out:
-    if (!app.cfg.conformance) frappe_stop(&app);
+    if (!app.cfg.conformance) frappe_app_stop(&app);
     sio_server_free(app.sio);
+    if (!app.cfg.conformance) frappe_app_release(&app);
     eio_server_free(app.eio_echo);
     /* one more turn so that close frames are written and closed
      * connections are released */

@@ -95,7 +95,7 @@ static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t
 /* ---- packet queue (polling) ---- */
 static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
 {
-    if ((size_t)s->q_bytes + len > s->srv->opt.max_buffered) {
+    if (!s->get && (size_t)s->q_bytes + len > s->srv->opt.max_buffered) {
         /* A polling client that stopped polling: like the WebSocket hard
          * output limit, close it instead of buffering without bound. */
         rt_warn("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
@@ -258,6 +258,7 @@ static void ping_cb(net_loop_t *loop, net_timer_t *t)
     }
     s->awaiting_pong = true;
     send_control(s, "2");
+    if (s->closed) return; /* the ping itself overflowed an unpolled queue */
     /* Count the timeout from when the ping was due, not from when this
      * callback ran: the session is dead exactly interval + timeout later. */
     net_timer_start_at(loop, t, t->expire + s->srv->opt.ping_timeout);

@@ -55,6 +55,7 @@ typedef struct fr_op {
     bool waiting_secret;
     int attempt;
     fr_perm_kind_t perm;
+    bool query_empty; /* has_permission gets name="" (Node's `name || ""`) */
     char *doctype, *docname;
 } fr_op_t;
 
@@ -185,6 +186,10 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
     else site = hh.p ? hh : RT_SLICE("");
     rt_buf_t sid = {0};
     bool has_sid = cookie.p && frappe_cookie_get(cookie, "sid", &sid) && sid.len;
+    /* The decoded sid goes into a header of the callback: a value with
+     * control bytes (%0d%0a...) would inject headers. It is no sid at all. */
+    for (size_t i = 0; has_sid && i < sid.len; i++)
+        if ((unsigned char)sid.data[i] < 0x20 || sid.data[i] == 0x7f) has_sid = false;
     bool keep_origin = origin.p && !f->webserver_base;
     bool has_auth = auth.p && auth.n;
     size_t text = site.n + 1 + (keep_origin ? origin.n + 1 : 0) + (has_sid ? sid.len + 1 : 0) +
@@ -282,7 +287,7 @@ static void op_send(fr_op_t *op, rt_slice_t secret)
         callback_url(f, id, "/api/method/frappe.realtime.has_permission?doctype=", &url);
         http_form_encode(rt_slice_cstr(op->doctype), &url);
         rt_buf_append_cstr(&url, "&name=");
-        http_form_encode(rt_slice_cstr(op->docname), &url);
+        if (!op->query_empty) http_form_encode(rt_slice_cstr(op->docname), &url);
     }
     rt_buf_putc(&url, 0);
     const char *headers[4];
@@ -613,6 +618,11 @@ static void check_permission(frappe_t *f, sio_socket_t *s, fr_perm_kind_t kind, 
     } else {
         js_string(dn, &f->tmp);
         op->docname = rt_strndup(f->tmp.data, f->tmp.len);
+        /* Node asks has_permission with `name || ""`: a missing or falsy
+         * docname is sent empty, while the room name keeps String(docname). */
+        rt_json_type_t t = dn.p ? rt_json_peek(dn) : RT_JSON_NULL;
+        op->query_empty = !dn.p || t == RT_JSON_NULL || t == RT_JSON_FALSE ||
+                          (t == RT_JSON_STRING && dn.n == 2) || rt_slice_eq_cstr(rt_json_trim(dn), "0");
     }
     op_start(op);
 }
@@ -691,7 +701,8 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         rt_buf_free(&dn);
     } else if (rt_slice_eq_cstr(n, "open_in_editor")) {
         /* Developer mode only; Node's handler lets any client kill the process. */
-        if (f->opt.developer_mode && a[0].p) broker_publish(f->broker, "open_in_editor", rt_json_trim(a[0]));
+        if (f->opt.developer_mode && a[0].p && f->broker)
+            broker_publish(f->broker, "open_in_editor", rt_json_trim(a[0]));
     }
     /* Unknown events are ignored, as in Frappe. */
 }
@@ -834,17 +845,25 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
     return f;
 }
 
-void frappe_free(frappe_t *f)
+void frappe_stop(frappe_t *f)
 {
-    if (!f) return;
+    if (!f || f->stopping) return;
     f->stopping = true;
     broker_free(f->broker); /* pending GETs call back with ok = false */
+    f->broker = NULL;
     fetch_client_free(f->fetch);
+    f->fetch = NULL;
     while (!rt_list_empty(&f->ops)) {
         fr_op_t *op = rt_container_of(f->ops.next, fr_op_t, link);
         op->waiter = NULL; /* freed with the fetch client */
         op_free(op);
     }
+}
+
+void frappe_free(frappe_t *f)
+{
+    if (!f) return;
+    frappe_stop(f);
     free(f->webserver_base);
     rt_buf_free(&f->tmp);
     free(f);

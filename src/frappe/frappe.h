@@ -24,6 +24,10 @@ typedef struct {
  * NULL with a message in err for an invalid Redis URL. */
 frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t *opt, char *err,
                      size_t errlen);
+/* Shutdown in two steps: frappe_stop() ends all I/O (Redis, web-server
+ * calls) and releases in-flight operations; the sio server can then be freed
+ * (its disconnect callbacks still see a valid frappe_t); frappe_free() last. */
+void frappe_stop(frappe_t *f);
 void frappe_free(frappe_t *f);
 
 /* Routes one message from the `events` channel (exposed for tests). */

@@ -281,7 +281,9 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
 {
     http_conn_t *hc = c->data;
     size_t done = 0;
-    while (done < len && !hc->busy && !net_conn_closing(c)) {
+    /* After Connection: close (shutdown) nothing more is parsed: the rest
+     * of the input is discarded and c->in is already gone. */
+    while (done < len && !hc->busy && !(c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN))) {
         http_request_t req;
         int r = http_parse_request(data + done, len - done, hc->last_len, hc->srv->opt.max_head,
                                    &req);

@@ -91,7 +91,8 @@ void http_static_handler(http_conn_t *hc, const http_request_t *req, rt_slice_t 
     struct stat sb;
     int fd = -1;
     if (realpath(path.data, real) && !strncmp(real, st->root, st->rootlen) &&
-        (real[st->rootlen] == '/' || real[st->rootlen] == 0) && stat(real, &sb) == 0) {
+        (st->rootlen == 1 || real[st->rootlen] == '/' || real[st->rootlen] == 0) &&
+        stat(real, &sb) == 0) {
         if (S_ISDIR(sb.st_mode)) {
             /* /dir -> /dir/ so relative links in its index work */
             rt_buf_t loc = {0};

@@ -772,8 +772,6 @@ static void process_readable(net_loop_t *loop)
 
 static void free_closing(net_loop_t *loop)
 {
-    for (size_t i = 0; i < loop->ndeferred; i++) free(loop->deferred[i]);
-    loop->ndeferred = 0;
     while (loop->closing) {
         net_conn_t *c = loop->closing;
         loop->closing = c->next_pending;
@@ -792,6 +790,9 @@ static void free_closing(net_loop_t *loop)
         if (c->ops && c->ops->on_close) c->ops->on_close(c);
         rt_pool_free(&conn_pool, c);
     }
+    /* Last: on_close callbacks above may have deferred more. */
+    for (size_t i = 0; i < loop->ndeferred; i++) free(loop->deferred[i]);
+    loop->ndeferred = 0;
 }
 
 int net_loop_run(net_loop_t *loop)
@@ -803,7 +804,8 @@ int net_loop_run(net_loop_t *loop)
         flush_pending(loop);
         free_closing(loop);
         if (loop->stop) break;
-        int timeout = loop->pending ? 0 : tw_timeout(loop);
+        /* Resumed connections with retained input must not wait for an event. */
+        int timeout = loop->pending || loop->nreadable ? 0 : tw_timeout(loop);
         int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), timeout);
         loop->now = rt_now_ms();
         loop->stats.turns++;

@@ -50,6 +50,7 @@ struct sio_socket {
     uint32_t refs;
     uint32_t bcast_gen;
     uint32_t next_ack;
+    uint16_t nrooms;
     uint8_t state;
     char id[21];
 };
@@ -247,9 +248,18 @@ static void member_remove(sio_member_t *m)
 void sio_join(sio_socket_t *s, rt_slice_t room)
 {
     if (s->state != SOCK_CONNECTED) return;
-    for (sio_member_t *m = s->rooms; m; m = m->next)
-        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) return;
-    sio_room_t *r = room_get(s->nsp, room, true);
+    /* Find the room by hash, then the membership by pointer: a join costs a
+     * lookup plus a short pointer walk, bounded by the per-socket cap. */
+    sio_room_t *r = room_get(s->nsp, room, false);
+    if (r)
+        for (sio_member_t *m = s->rooms; m; m = m->next)
+            if (m->room == r) return;
+    if (s->nrooms >= SIO_MAX_ROOMS_PER_SOCKET) {
+        rt_warn("sio", "socket %s is in %u rooms already: join refused", s->id, s->nrooms);
+        return;
+    }
+    if (!r) r = room_get(s->nsp, room, true);
+    s->nrooms++;
     sio_member_t *m = rt_pool_alloc(&member_pool);
     m->s = s;
     m->room = r;
@@ -265,6 +275,7 @@ void sio_leave(sio_socket_t *s, rt_slice_t room)
         sio_member_t *m = *pp;
         if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) {
             *pp = m->next;
+            s->nrooms--;
             member_remove(m);
             return;
         }
@@ -278,6 +289,7 @@ void sio_leave_all(sio_socket_t *s)
         s->rooms = m->next;
         member_remove(m);
     }
+    s->nrooms = 0;
 }
 
 bool sio_in_room(const sio_socket_t *s, rt_slice_t room)

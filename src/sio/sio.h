@@ -111,6 +111,9 @@ void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t 
              uint32_t nattach);
 
 /* ---- rooms (per namespace; names are opaque bytes) ---- */
+/* At most this many rooms per socket: a join beyond it is refused (logged),
+ * so one client cannot make joins slow or memory unbounded. */
+#define SIO_MAX_ROOMS_PER_SOCKET 4096
 void sio_join(sio_socket_t *s, rt_slice_t room);
 void sio_leave(sio_socket_t *s, rt_slice_t room);
 void sio_leave_all(sio_socket_t *s);
