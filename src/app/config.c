@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 typedef enum { T_INT, T_STR, T_BOOL } opt_type_t;
-enum { F_BENCH = 1, F_SECRET = 2, F_HIDDEN = 4 };
+enum { F_BENCH = 1, F_SECRET = 2 };
 
 typedef struct {
     const char *key;   /* bench file key; flag is --key with '_' -> '-' */
@@ -203,7 +203,6 @@ void app_usage(FILE *out)
             "then these flags (--key value or --key=value):\n\n");
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
-        if (o->flags & F_HIDDEN) continue;
         char flag[64];
         flag_name(o, flag, sizeof flag);
         fprintf(out, "  %s%s%s%s\n", flag, o->alias ? ", --" : "", o->alias ? o->alias : "",
@@ -251,7 +250,6 @@ void app_man(FILE *out)
           ".SH OPTIONS\n", out);
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
-        if (o->flags & F_HIDDEN) continue;
         char flag[64];
         flag_name(o, flag, sizeof flag);
         fputs(".TP\n.B ", out);

@@ -627,7 +627,7 @@ static void check_permission(frappe_t *f, sio_socket_t *s, fr_perm_kind_t kind, 
     op_start(op);
 }
 
-static void leave_room(frappe_t *f, sio_socket_t *s, const char *prefix, rt_slice_t a, rt_slice_t b, bool two)
+static void leave_room(sio_socket_t *s, const char *prefix, rt_slice_t a, rt_slice_t b, bool two)
 {
     rt_buf_t dt = {0}, dn = {0}, room = {0};
     js_string(a, &dt);
@@ -638,7 +638,6 @@ static void leave_room(frappe_t *f, sio_socket_t *s, const char *prefix, rt_slic
     }
     doc_room(&room, prefix, dt.data, two ? dn.data : NULL);
     sio_leave(s, rt_slice(room.data, room.len));
-    RT_UNUSED(f);
     rt_buf_free(&dt);
     rt_buf_free(&dn);
     rt_buf_free(&room);
@@ -660,7 +659,7 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
     } else if (rt_slice_eq_cstr(n, "doctype_subscribe")) {
         check_permission(f, s, PERM_DOCTYPE, a[0], RT_SLICE_NULL);
     } else if (rt_slice_eq_cstr(n, "doctype_unsubscribe")) {
-        leave_room(f, s, "doctype:", a[0], RT_SLICE_NULL, false);
+        leave_room(s, "doctype:", a[0], RT_SLICE_NULL, false);
     } else if (rt_slice_eq_cstr(n, "task_subscribe") || rt_slice_eq_cstr(n, "progress_subscribe")) {
         rt_buf_t id = {0}, room = {0};
         js_string(a[0], &id);
@@ -670,11 +669,11 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         rt_buf_free(&id);
         rt_buf_free(&room);
     } else if (rt_slice_eq_cstr(n, "task_unsubscribe")) {
-        leave_room(f, s, "task_progress:", a[0], RT_SLICE_NULL, false);
+        leave_room(s, "task_progress:", a[0], RT_SLICE_NULL, false);
     } else if (rt_slice_eq_cstr(n, "doc_subscribe")) {
         check_permission(f, s, PERM_DOC, a[0], a[1]);
     } else if (rt_slice_eq_cstr(n, "doc_unsubscribe")) {
-        leave_room(f, s, "doc:", a[0], a[1], true);
+        leave_room(s, "doc:", a[0], a[1], true);
     } else if (rt_slice_eq_cstr(n, "doc_open")) {
         check_permission(f, s, PERM_OPEN, a[0], a[1]);
     } else if (rt_slice_eq_cstr(n, "doc_close")) {
@@ -683,7 +682,7 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         rt_buf_putc(&dt, 0);
         js_string(a[1], &dn);
         rt_buf_putc(&dn, 0);
-        leave_room(f, s, "open_doc:", a[0], a[1], true);
+        leave_room(s, "open_doc:", a[0], a[1], true);
         /* Forget this document only (Node's filter forgot every one). */
         uint32_t k = 0;
         for (uint32_t i = 0; i < fs->nopen; i++) {
@@ -751,13 +750,8 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
         rt_warn("frappe", "skipped a message on 'events': 'event' is not a string");
         return;
     }
-    if (sio_event_reserved(event)) {
-        /* Clients would drop the connection on it (Node's emit throws). */
-        f->stats.events_bad++;
-        rt_warn("frappe", "skipped a message on 'events': '%.*s' is a reserved event name",
-                (int)event.n, event.p);
-        return;
-    }
+    /* Reserved event names (disconnect, ...) are refused by sio_broadcast
+     * itself, for every application. */
     /* Room: any truthy value routes; a non-string truthy value is an error. */
     rt_json_type_t rt = room.p ? rt_json_peek(room) : RT_JSON_NULL;
     bool has_room = room.p && !(rt == RT_JSON_NULL || rt == RT_JSON_FALSE ||

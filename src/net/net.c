@@ -408,9 +408,9 @@ void net_conn_close(net_conn_t *c)
     net_conn_t *last = loop->all[--loop->nall]; /* swap-remove from the table */
     loop->all[c->idx] = last;
     last->idx = c->idx;
-    /* Unlinked from pending/readable lists lazily (they skip CLOSING); the
-     * closing list is separate so a node is on at most one list at a time
-     * once the pending pass drops closing connections. */
+    /* A pending connection reaches the closing list through the pending pass
+     * (one list link, next_pending, serves both); the readable and slow
+     * lists are cleaned up in free_closing. */
     if (!(c->flags & NET_CONN_PENDING)) {
         c->next_pending = loop->closing;
         loop->closing = c;

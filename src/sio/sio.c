@@ -334,7 +334,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
     size_t tok_end;
     if (rt_json_scan(body.p, body.n, &tok_end) == RT_JSON_STRING &&
         sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
-        rt_warn("sio", "refused to broadcast a reserved event name");
+        rt_warn("sio", "refused to broadcast the reserved event name %.*s", (int)tok_end, body.p);
         return 0;
     }
 
