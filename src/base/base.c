@@ -413,6 +413,19 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     RT_UNUSED(w);
 }
 
+bool rt_ratelimit(rt_ratelimit_t *rl, unsigned interval_ms, uint32_t *suppressed)
+{
+    uint64_t now = rt_now_ms();
+    if (now < rl->next_ms) {
+        rl->suppressed++;
+        return false;
+    }
+    rl->next_ms = now + interval_ms;
+    *suppressed = rl->suppressed;
+    rl->suppressed = 0;
+    return true;
+}
+
 void rt_panic(const char *file, int line, const char *what)
 {
     fprintf(stderr, "realtimed: assertion failed at %s:%d: %s\n", file, line, what);

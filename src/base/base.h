@@ -191,6 +191,29 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
 #define rt_notice(mod, ...) rt_log(RT_LOG_NOTICE, mod, __VA_ARGS__)
 #define rt_warn(mod, ...) rt_log(RT_LOG_WARN, mod, __VA_ARGS__)
 #define rt_error(mod, ...) rt_log(RT_LOG_ERROR, mod, __VA_ARGS__)
+/* Rate-limited logging for lines a client can trigger at will (refused
+ * joins, bad packets, slow consumers): at most one line a second per call
+ * site; the next line that passes says how many were suppressed. The limiter
+ * state is per call site and per process, like the log level. */
+typedef struct {
+    uint64_t next_ms;
+    uint32_t suppressed;
+} rt_ratelimit_t;
+/* True if a line may go out now; *suppressed gets the count held back. */
+bool rt_ratelimit(rt_ratelimit_t *rl, unsigned interval_ms, uint32_t *suppressed);
+#define rt_log_rl(level, module, fmt, ...)                                                         \
+    do {                                                                                           \
+        static rt_ratelimit_t rl_;                                                                 \
+        uint32_t sup_;                                                                             \
+        if ((level) >= rt_log_level && rt_ratelimit(&rl_, 1000, &sup_)) {                         \
+            if (sup_)                                                                              \
+                rt_log_write((level), (module), fmt " (and %u more like it)", ##__VA_ARGS__, sup_); \
+            else                                                                                   \
+                rt_log_write((level), (module), fmt, ##__VA_ARGS__);                               \
+        }                                                                                          \
+    } while (0)
+#define rt_warn_rl(mod, ...) rt_log_rl(RT_LOG_WARN, mod, __VA_ARGS__)
+#define rt_info_rl(mod, ...) rt_log_rl(RT_LOG_INFO, mod, __VA_ARGS__)
 #define rt_assert(cond)                                                                            \
     do {                                                                                           \
         if (RT_UNLIKELY(!(cond))) rt_panic(__FILE__, __LINE__, #cond);                            \

@@ -5,10 +5,12 @@
  * the connection). During an upgrade the WebSocket is held apart in `probe`
  * until the client sends "5"; packets queued meanwhile move over in order.
  *
- * Closing is two-step so no callback frees what its caller still uses:
- * eio_session_close() detaches the session (sid forgotten, transports
- * answered or closed), and the application's on_close plus the free happen
- * in the loop hook at the start of the next turn. */
+ * Each session has one loop task: in NET_PHASE_FLUSH it answers the parked
+ * GET with what this turn queued; once the session is closed it moves to
+ * NET_PHASE_WORK. Closing is thus two-step, so no callback frees what its
+ * caller still uses: eio_session_close() detaches the session (sid
+ * forgotten, transports answered or closed), and the application's on_close
+ * plus the free run from the task, later in the same loop turn. */
 #include "eio.h"
 
 #include <stdio.h>
@@ -41,7 +43,6 @@ struct eio_session {
     ws_conn_t *ws;          /* WebSocket transport, or NULL while polling */
     bool closed;
     bool awaiting_pong;
-    bool flush_queued;      /* in srv->flush */
     uint32_t q_bytes;       /* bytes in the polling queue */
     eio_qpkt_t *q_head, *q_tail;
     eio_server_t *srv;
@@ -49,6 +50,7 @@ struct eio_session {
     void *ud;
     eio_upgrade_t *upgrade; /* only while upgrading */
     net_timer_t ping;
+    net_task_t task;        /* flush (NET_PHASE_FLUSH) or end (NET_PHASE_WORK) */
     eio_reason_t reason;
     char sid[SID_LEN + 1];
 };
@@ -60,16 +62,11 @@ struct eio_server {
     eio_handler_t h;
     void *ud;
     rt_map_t sessions;
-    eio_session_t **dead; /* closed, on_close pending */
-    size_t ndead, dead_cap;
-    eio_session_t **flush; /* polling sessions with a parked GET and new packets */
-    size_t nflush, flush_cap;
     rt_buf_t scratch;
+    rt_pool_t session_pool;
     rt_pool_t qpkts; /* polling queue nodes: no allocation per delivery */
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
-
-static rt_pool_t session_pool = RT_POOL_INIT(eio_session_t);
 
 void eio_options_default(eio_options_t *o)
 {
@@ -81,15 +78,6 @@ void eio_options_default(eio_options_t *o)
     o->websocket = true;
     o->max_sessions = 0;
     o->max_buffered = 16 << 20;
-}
-
-static void push_ptr(eio_session_t ***arr, size_t *n, size_t *cap, eio_session_t *s)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 32;
-        *arr = rt_realloc(*arr, *cap * sizeof **arr);
-    }
-    (*arr)[(*n)++] = s;
 }
 
 /* ---- packet queue (polling) ---- */
@@ -175,9 +163,8 @@ static void drain_to_get(eio_session_t *s)
 
 static void schedule_flush(eio_session_t *s)
 {
-    if (s->flush_queued || !s->get) return;
-    s->flush_queued = true;
-    push_ptr(&s->srv->flush, &s->srv->nflush, &s->srv->flush_cap, s);
+    if (s->closed || !s->get || net_task_queued(&s->task)) return;
+    net_defer(s->srv->loop, &s->task, NET_PHASE_FLUSH);
 }
 
 static void send_control(eio_session_t *s, const char *pkt)
@@ -310,13 +297,28 @@ void eio_session_close(eio_session_t *s)
         if (s->reason != EIO_REASON_TRANSPORT_CLOSE) ws_close(s->ws, 0);
         s->ws = NULL;
     }
-    push_ptr(&srv->dead, &srv->ndead, &srv->dead_cap, s);
+    net_defer(srv->loop, &s->task, NET_PHASE_WORK);
+}
+
+/* The session's task: answer the parked GET, or end a closed session. */
+static void session_task(net_loop_t *loop, net_task_t *t)
+{
+    eio_session_t *s = rt_container_of(t, eio_session_t, task);
+    RT_UNUSED(loop);
+    if (!s->closed) {
+        drain_to_get(s);
+        return;
+    }
+    eio_server_t *srv = s->srv;
+    srv->h.on_close(s, s->reason, srv->ud);
+    rt_pool_free(&srv->session_pool, s);
 }
 
 static eio_session_t *session_new(eio_server_t *srv)
 {
-    eio_session_t *s = rt_pool_alloc(&session_pool);
+    eio_session_t *s = rt_pool_alloc(&srv->session_pool);
     s->srv = srv;
+    net_task_init(&s->task, session_task);
     do rt_random_id(s->sid);
     while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
     rt_map_put(&srv->sessions, rt_slice(s->sid, SID_LEN), s);
@@ -597,29 +599,6 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
     handle_polling(s, hc, req, body);
 }
 
-/* Loop hook: answer parked GETs that got packets this turn, then deliver
- * on_close for sessions closed during the previous turn and free them. */
-static void eio_hook(net_loop_t *loop, void *ud)
-{
-    eio_server_t *srv = ud;
-    RT_UNUSED(loop);
-    for (size_t i = 0; i < srv->nflush; i++) {
-        eio_session_t *s = srv->flush[i];
-        s->flush_queued = false;
-        if (!s->closed) drain_to_get(s);
-    }
-    srv->nflush = 0;
-    while (srv->ndead) {
-        eio_session_t *s = srv->dead[--srv->ndead];
-        if (s->flush_queued) {
-            for (size_t i = 0; i < srv->nflush; i++)
-                if (srv->flush[i] == s) srv->flush[i] = srv->flush[--srv->nflush];
-        }
-        srv->h.on_close(s, s->reason, srv->ud);
-        rt_pool_free(&session_pool, s);
-    }
-}
-
 eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_options_t *opt,
                              const eio_handler_t *h, void *ud)
 {
@@ -631,12 +610,12 @@ eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_op
     srv->h = *h;
     srv->ud = ud;
     rt_map_init(&srv->sessions);
+    srv->session_pool = (rt_pool_t)RT_POOL_INIT(eio_session_t);
     srv->qpkts = (rt_pool_t)RT_POOL_INIT(eio_qpkt_t);
     snprintf(srv->handshake_tail, sizeof srv->handshake_tail,
              ",\"pingInterval\":%u,\"pingTimeout\":%u,\"maxPayload\":%zu}",
              srv->opt.ping_interval, srv->opt.ping_timeout, srv->opt.max_payload);
     http_server_route(http, path, eio_http, srv);
-    net_loop_add_hook(srv->loop, eio_hook, srv);
     return srv;
 }
 
@@ -645,17 +624,18 @@ void eio_server_free(eio_server_t *srv)
     if (!srv) return;
     rt_slice_t k;
     void *v;
+    /* Closing a session deletes only its own entry, which rt_map_next
+     * allows: one linear pass. */
     for (uint32_t it = 0; rt_map_next(&srv->sessions, &it, &k, &v);) {
         eio_session_t *s = v;
         s->reason = EIO_REASON_SHUTDOWN;
         eio_session_close(s);
-        it = 0; /* the map changed */
     }
-    eio_hook(srv->loop, srv);
+    net_loop_drain(srv->loop); /* their on_close, then the free */
+    rt_assert(srv->sessions.count == 0);
     rt_map_free(&srv->sessions);
     rt_buf_free(&srv->scratch);
+    rt_pool_destroy(&srv->session_pool);
     rt_pool_destroy(&srv->qpkts);
-    free(srv->dead);
-    free(srv->flush);
     free(srv);
 }

@@ -35,13 +35,14 @@ typedef struct fetch_req {
 typedef struct {
     net_io_t io;
     fetch_client_t *fc;
+    net_task_t free_task; /* NET_PHASE_FREE once libcurl is done with it */
 } fetch_sock_t;
 
 struct fetch_client {
     net_loop_t *loop;
     CURLM *multi;
     net_timer_t timer;
-    net_timer_t fail_timer;  /* delivers failures when libcurl is unavailable */
+    net_task_t fail_task;    /* NET_PHASE_WORK: answers `failed` (libcurl unavailable) */
     fetch_waiter_t *failed;
     unsigned timeout_ms;
     rt_map_t inflight; /* key -> fetch_req_t */
@@ -124,6 +125,12 @@ static void sock_cb_io(net_loop_t *loop, net_io_t *io, uint32_t events)
     check_done(fc);
 }
 
+static void sock_free_task(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(loop);
+    free(rt_container_of(t, fetch_sock_t, free_task));
+}
+
 static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     fetch_client_t *fc = userp;
@@ -133,7 +140,7 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
         if (s) {
             net_io_set(fc->loop, &s->io, 0);
             s->io.fd = -1; /* an event for it may still be in this turn's batch */
-            net_loop_defer_free(fc->loop, s);
+            net_defer(fc->loop, &s->free_task, NET_PHASE_FREE);
             cu.multi_assign(fc->multi, fd, NULL);
         }
         return 0;
@@ -143,18 +150,19 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
         s->io.fd = fd;
         s->io.cb = sock_cb_io;
         s->fc = fc;
+        net_task_init(&s->free_task, sock_free_task);
         cu.multi_assign(fc->multi, fd, s);
     }
     uint32_t ev = 0;
     if (what & CURL_POLL_IN) ev |= NET_READ;
     if (what & CURL_POLL_OUT) ev |= NET_WRITE;
-    net_io_set(fc->loop, &s->io, ev);
+    if (net_io_set(fc->loop, &s->io, ev) < 0) return -1; /* libcurl fails the transfer */
     return 0;
 }
 
-static void fail_timer_cb(net_loop_t *loop, net_timer_t *t)
+static void fail_task_cb(net_loop_t *loop, net_task_t *t)
 {
-    fetch_client_t *fc = rt_container_of(t, fetch_client_t, fail_timer);
+    fetch_client_t *fc = rt_container_of(t, fetch_client_t, fail_task);
     RT_UNUSED(loop);
     fetch_result_t res = {0, "libcurl is not available", false, RT_SLICE_NULL};
     while (fc->failed) {
@@ -246,7 +254,7 @@ fetch_client_t *fetch_client_new(net_loop_t *loop, unsigned timeout_ms)
     fc->timeout_ms = timeout_ms;
     rt_map_init(&fc->inflight);
     net_timer_init(&fc->timer, timer_cb);
-    net_timer_init(&fc->fail_timer, fail_timer_cb);
+    net_task_init(&fc->fail_task, fail_task_cb);
     return fc;
 }
 
@@ -269,13 +277,13 @@ void fetch_client_free(fetch_client_t *fc)
     if (!fc) return;
     rt_slice_t k;
     void *v;
+    /* Deleting the entry just returned is allowed while iterating (base.h). */
     for (uint32_t it = 0; rt_map_next(&fc->inflight, &it, &k, &v);) {
         rt_map_del(&fc->inflight, k);
         req_free(v);
-        it = 0;
     }
     net_timer_stop(&fc->timer);
-    net_timer_stop(&fc->fail_timer);
+    net_task_cancel(&fc->fail_task);
     while (fc->failed) {
         fetch_waiter_t *w = fc->failed;
         fc->failed = w->next;
@@ -305,7 +313,7 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
         rt_buf_free(&key);
         w->next = fc->failed;
         fc->failed = w;
-        net_timer_start(fc->loop, &fc->fail_timer, 0);
+        net_defer(fc->loop, &fc->fail_task, NET_PHASE_WORK);
         return w;
     }
     fetch_req_t *r = rt_map_get(&fc->inflight, rt_slice(key.data, key.len - 1));

@@ -46,26 +46,22 @@ struct net_loop {
     net_options_t opt;
     char *rbuf;
     timer_wheel_t tw;
+    rt_list_t tasks[NET_PHASES]; /* deferred work, by phase (net.h) */
     net_conn_t *pending;   /* connections with queued output */
-    net_conn_t *closing;   /* closed, to be freed at end of turn */
-    void **deferred;       /* freed at the end of the turn (net_loop_defer_free) */
-    size_t ndeferred, deferred_cap;
+    net_task_t write_task; /* NET_PHASE_WRITE: flushes `pending` */
     net_conn_t **all;      /* every open connection (conn->idx), for shutdown */
     size_t nall, all_cap;
-    net_conn_t **readable; /* resumed connections with retained input */
-    size_t nreadable, readable_cap;
+    rt_pool_t conns;       /* connection structs */
     rt_pool_t nodes;       /* out-queue nodes: no allocation per delivery */
     struct {
-        net_hook_cb cb;
-        void *ud;
-    } hooks[8];
-    int nhooks;
+        size_t size;
+        rt_pool_t pool;
+    } pools[8];            /* net_loop_pool */
+    int npools;
     net_timer_t soft_timer; /* sweeps the slow list once a second */
     net_conn_t *slow;       /* over the soft limit, or shut down with output left */
     net_stats_t stats;
 };
-
-static rt_pool_t conn_pool = RT_POOL_INIT(net_conn_t);
 
 struct net_listener {
     net_io_t io;
@@ -264,6 +260,7 @@ void net_options_default(net_options_t *o)
 
 static void soft_limit_tick(net_loop_t *loop, net_timer_t *t);
 static void conn_mark_slow(net_conn_t *c);
+static void flush_pending(net_loop_t *loop, net_task_t *t);
 
 net_loop_t *net_loop_new(const net_options_t *opt)
 {
@@ -276,6 +273,9 @@ net_loop_t *net_loop_new(const net_options_t *opt)
         return NULL;
     }
     loop->rbuf = rt_malloc(loop->opt.read_buffer);
+    for (int p = 0; p < NET_PHASES; p++) rt_list_init(&loop->tasks[p]);
+    net_task_init(&loop->write_task, flush_pending);
+    loop->conns = (rt_pool_t)RT_POOL_INIT(net_conn_t);
     loop->nodes = (rt_pool_t)RT_POOL_INIT(net_outq_node_t);
     for (unsigned i = 0; i < TW_L0; i++) rt_list_init(&loop->tw.l0[i]);
     for (int l = 0; l < TW_LEVELS - 1; l++)
@@ -286,21 +286,70 @@ net_loop_t *net_loop_new(const net_options_t *opt)
     return loop;
 }
 
-static void free_closing(net_loop_t *loop);
-static void flush_pending(net_loop_t *loop);
-
 void net_loop_free(net_loop_t *loop)
 {
     if (!loop) return;
     net_loop_close_all(loop);
-
+    for (int p = 0; p < NET_PHASES; p++) rt_assert(rt_list_empty(&loop->tasks[p]));
     close(loop->epfd);
+    rt_pool_destroy(&loop->conns);
     rt_pool_destroy(&loop->nodes);
+    for (int i = 0; i < loop->npools; i++) rt_pool_destroy(&loop->pools[i].pool);
     free(loop->all);
-    free(loop->deferred);
-    free(loop->readable);
     free(loop->rbuf);
     free(loop);
+}
+
+rt_pool_t *net_loop_pool(net_loop_t *loop, size_t size)
+{
+    size = (size + 7) & ~(size_t)7;
+    for (int i = 0; i < loop->npools; i++)
+        if (loop->pools[i].size == size) return &loop->pools[i].pool;
+    rt_assert(loop->npools < (int)RT_ARRAY_LEN(loop->pools));
+    loop->pools[loop->npools].size = size;
+    loop->pools[loop->npools].pool = (rt_pool_t){size, NULL, NULL};
+    return &loop->pools[loop->npools++].pool;
+}
+
+/* ---- deferred tasks (net.h) ---- */
+void net_task_init(net_task_t *t, net_task_cb cb)
+{
+    t->link.prev = t->link.next = NULL;
+    t->cb = cb;
+}
+
+void net_defer(net_loop_t *loop, net_task_t *t, int phase)
+{
+    if (rt_list_linked(&t->link)) rt_list_remove(&t->link);
+    rt_list_insert_tail(&loop->tasks[phase], &t->link);
+}
+
+void net_task_cancel(net_task_t *t)
+{
+    if (rt_list_linked(&t->link)) rt_list_remove(&t->link);
+}
+
+void net_loop_drain(net_loop_t *loop)
+{
+    for (;;) {
+        int p = 0;
+        while (p < NET_PHASES && rt_list_empty(&loop->tasks[p])) p++;
+        if (p == NET_PHASES) return;
+        /* The batch is what this phase holds now; tasks deferred while it
+         * runs wait for the next pass, which starts again from the lowest
+         * phase. */
+        rt_list_t batch, *head = &loop->tasks[p];
+        batch.next = head->next;
+        batch.prev = head->prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        rt_list_init(head);
+        while (!rt_list_empty(&batch)) {
+            net_task_t *t = rt_container_of(batch.next, net_task_t, link);
+            rt_list_remove(&t->link);
+            t->cb(loop, t);
+        }
+    }
 }
 
 void net_loop_stop(net_loop_t *loop) { loop->stop = true; }
@@ -308,19 +357,10 @@ void net_loop_stop(net_loop_t *loop) { loop->stop = true; }
 void net_loop_close_all(net_loop_t *loop)
 {
     while (loop->nall) net_conn_close(loop->all[loop->nall - 1]);
-    flush_pending(loop); /* moves pending ones to the closing list */
-    free_closing(loop);
+    net_loop_drain(loop);
 }
 uint64_t net_loop_now(const net_loop_t *loop) { return loop->now; }
 const net_stats_t *net_loop_stats(const net_loop_t *loop) { return &loop->stats; }
-
-void net_loop_add_hook(net_loop_t *loop, net_hook_cb cb, void *ud)
-{
-    rt_assert(loop->nhooks < (int)RT_ARRAY_LEN(loop->hooks));
-    loop->hooks[loop->nhooks].cb = cb;
-    loop->hooks[loop->nhooks].ud = ud;
-    loop->nhooks++;
-}
 
 int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
 {
@@ -336,6 +376,21 @@ int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
 }
 
 /* ---- connections ---- */
+/* A paused connection reads nothing (the kernel's buffers fill and TCP
+ * pushes back on the peer) but still watches for the peer going away, so a
+ * parked request whose client left is noticed at once. */
+#define READ_EVENTS(c) ((c)->flags & NET_CONN_PAUSED ? (uint32_t)EPOLLRDHUP : (uint32_t)EPOLLIN)
+
+/* Interest changes on a connection can fail only for reasons that make it
+ * unusable (ENOMEM, a closed fd): such a connection is closed. */
+static void conn_set_events(net_conn_t *c, uint32_t events)
+{
+    if (net_io_set(c->loop, &c->io, events) < 0) {
+        rt_warn("net", "epoll_ctl on a connection failed (%s): closing it", strerror(errno));
+        net_conn_close(c);
+    }
+}
+
 static void node_put(net_loop_t *loop, net_outq_node_t *n)
 {
     rt_chunk_unref(n->chunk);
@@ -356,9 +411,11 @@ static void outq_clear(net_conn_t *c)
 static void conn_mark_pending(net_conn_t *c)
 {
     if (c->flags & (NET_CONN_PENDING | NET_CONN_CLOSING)) return;
+    net_loop_t *loop = c->loop;
     c->flags |= NET_CONN_PENDING;
-    c->next_pending = c->loop->pending;
-    c->loop->pending = c;
+    if (!loop->pending) net_defer(loop, &loop->write_task, NET_PHASE_WRITE);
+    c->next_pending = loop->pending;
+    loop->pending = c;
 }
 
 void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t len)
@@ -408,13 +465,10 @@ void net_conn_close(net_conn_t *c)
     net_conn_t *last = loop->all[--loop->nall]; /* swap-remove from the table */
     loop->all[c->idx] = last;
     last->idx = c->idx;
-    /* A pending connection reaches the closing list through the pending pass
-     * (one list link, next_pending, serves both); the readable and slow
-     * lists are cleaned up in free_closing. */
-    if (!(c->flags & NET_CONN_PENDING)) {
-        c->next_pending = loop->closing;
-        loop->closing = c;
-    }
+    /* Freed in NET_PHASE_CLOSE, which runs after NET_PHASE_WRITE has taken
+     * it off the pending list (if it was on it). The slow list is cleaned
+     * up there too. */
+    net_defer(loop, &c->task, NET_PHASE_CLOSE);
     loop->stats.closed++;
     loop->stats.conns--;
 }
@@ -430,8 +484,9 @@ void net_conn_shutdown(net_conn_t *c)
     }
     if (c->flags & NET_CONN_PAUSED) {
         c->flags &= ~NET_CONN_PAUSED;
-        net_io_set(c->loop, &c->io, c->io.events | EPOLLIN);
+        conn_set_events(c, (c->io.events & EPOLLOUT) | EPOLLIN);
     }
+    net_task_cancel(&c->task);
     c->soft_since = 0;
     conn_mark_slow(c); /* closed after 5 s even if the peer never reads or closes */
     if (!c->out_head) {
@@ -444,7 +499,8 @@ void net_conn_pause(net_conn_t *c)
 {
     if (c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED)) return;
     c->flags |= NET_CONN_PAUSED;
-    net_io_set(c->loop, &c->io, c->io.events & ~(uint32_t)EPOLLIN);
+    net_task_cancel(&c->task); /* no retained input is offered while paused */
+    conn_set_events(c, (c->io.events & EPOLLOUT) | READ_EVENTS(c));
 }
 
 void net_conn_resume(net_conn_t *c)
@@ -452,19 +508,11 @@ void net_conn_resume(net_conn_t *c)
     if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return;
     if (c->flags & NET_CONN_PAUSED) {
         c->flags &= ~NET_CONN_PAUSED;
-        net_io_set(c->loop, &c->io, c->io.events | EPOLLIN);
+        conn_set_events(c, (c->io.events & EPOLLOUT) | READ_EVENTS(c));
     }
-    if (c->in && c->in->len && !(c->flags & NET_CONN_READABLE_Q)) {
-        /* Offer the retained input again from the loop, not from here: the
-         * caller is usually inside a callback of this very connection. */
-        net_loop_t *loop = c->loop;
-        if (loop->nreadable == loop->readable_cap) {
-            loop->readable_cap = loop->readable_cap ? loop->readable_cap * 2 : 16;
-            loop->readable = rt_realloc(loop->readable, loop->readable_cap * sizeof(net_conn_t *));
-        }
-        loop->readable[loop->nreadable++] = c;
-        c->flags |= NET_CONN_READABLE_Q;
-    }
+    /* Offer the retained input again from the loop, not from here: the
+     * caller is usually inside a callback of this very connection. */
+    if (c->in && c->in->len) net_defer(c->loop, &c->task, NET_PHASE_INPUT);
 }
 
 void net_conn_peer(const net_conn_t *c, char *out, size_t n)
@@ -628,7 +676,7 @@ static void conn_flush(net_conn_t *c)
         if (!c->out_head) c->out_tail = NULL;
         if ((size_t)w < total) break; /* the socket buffer is full */
     }
-    uint32_t want = c->flags & NET_CONN_PAUSED ? 0 : EPOLLIN;
+    uint32_t want = READ_EVENTS(c);
     if (c->out_head) {
         want |= EPOLLOUT;
         if (c->out_bytes > loop->opt.out_soft_limit || (c->flags & NET_CONN_SHUTDOWN)) conn_mark_slow(c);
@@ -642,7 +690,7 @@ static void conn_flush(net_conn_t *c)
     } else {
         c->soft_since = 0;
     }
-    net_io_set(loop, &c->io, want);
+    conn_set_events(c, want);
 }
 
 /* A connection goes on the slow list when its queue passes the soft limit
@@ -701,8 +749,9 @@ static void conn_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
 {
     net_conn_t *c = (net_conn_t *)io;
     RT_UNUSED(loop);
-    if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
-        net_conn_close(c);
+    if ((events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) ||
+        (events & EPOLLRDHUP && c->flags & NET_CONN_PAUSED)) {
+        net_conn_close(c); /* gone (or, while paused, done sending) */
         return;
     }
     if (events & EPOLLIN) conn_on_readable(c);
@@ -713,12 +762,15 @@ static void conn_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
     }
 }
 
+static void conn_task(net_loop_t *loop, net_task_t *t);
+
 static net_conn_t *conn_new(net_loop_t *loop, int fd)
 {
-    net_conn_t *c = rt_pool_alloc(&conn_pool);
+    net_conn_t *c = rt_pool_alloc(&loop->conns);
     c->io.fd = fd;
     c->io.cb = conn_io_cb;
     c->loop = loop;
+    net_task_init(&c->task, conn_task);
     if (loop->nall == loop->all_cap) {
         loop->all_cap = loop->all_cap ? loop->all_cap * 2 : 64;
         loop->all = rt_realloc(loop->all, loop->all_cap * sizeof *loop->all);
@@ -730,83 +782,56 @@ static net_conn_t *conn_new(net_loop_t *loop, int fd)
     return c;
 }
 
-static void flush_pending(net_loop_t *loop)
+/* NET_PHASE_WRITE: one flush per connection with queued output. */
+static void flush_pending(net_loop_t *loop, net_task_t *t)
 {
+    RT_UNUSED(t);
     net_conn_t *c = loop->pending;
     loop->pending = NULL;
     while (c) {
         net_conn_t *next = c->next_pending;
         c->flags &= ~NET_CONN_PENDING;
-        if (c->flags & NET_CONN_CLOSING) {
-            c->next_pending = loop->closing;
-            loop->closing = c;
-        } else {
+        if (!(c->flags & NET_CONN_CLOSING)) {
             conn_flush(c);
             if (!(c->flags & NET_CONN_CLOSING)) conn_check_soft(c);
-            /* conn_flush may have closed c; net_conn_close only queues it
-             * for freeing when it is not pending, and it no longer is. */
         }
         c = next;
     }
 }
 
-void net_loop_defer_free(net_loop_t *loop, void *p)
+/* A connection's task: NET_PHASE_INPUT while resumed with retained input,
+ * NET_PHASE_CLOSE once closed. */
+static void conn_task(net_loop_t *loop, net_task_t *t)
 {
-    if (loop->ndeferred == loop->deferred_cap) {
-        loop->deferred_cap = loop->deferred_cap ? loop->deferred_cap * 2 : 16;
-        loop->deferred = rt_realloc(loop->deferred, loop->deferred_cap * sizeof *loop->deferred);
+    net_conn_t *c = rt_container_of(t, net_conn_t, task);
+    if (!(c->flags & NET_CONN_CLOSING)) {
+        if (!(c->flags & NET_CONN_PAUSED)) conn_process_retained(c);
+        return;
     }
-    loop->deferred[loop->ndeferred++] = p;
-}
-
-/* Connections resumed with retained input get it offered again. */
-static void process_readable(net_loop_t *loop)
-{
-    for (size_t i = 0; i < loop->nreadable; i++) {
-        net_conn_t *c = loop->readable[i];
-        c->flags &= ~NET_CONN_READABLE_Q;
-        if (!(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED))) conn_process_retained(c);
+    if (c->flags & NET_CONN_PENDING) {
+        /* Only if it was written to and closed by a task of this very
+         * batch; NET_PHASE_WRITE, which runs first, takes it off the list. */
+        net_defer(loop, t, NET_PHASE_CLOSE);
+        return;
     }
-    loop->nreadable = 0;
-}
-
-static void free_closing(net_loop_t *loop)
-{
-    while (loop->closing) {
-        net_conn_t *c = loop->closing;
-        loop->closing = c->next_pending;
-        if (c->flags & NET_CONN_PENDING) continue; /* re-queued: freed later */
-        if (c->flags & NET_CONN_READABLE_Q) {
-            for (size_t i = 0; i < loop->nreadable; i++)
-                if (loop->readable[i] == c) loop->readable[i] = loop->readable[--loop->nreadable];
-        }
-        if (c->flags & NET_CONN_SLOW) {
-            for (net_conn_t **pp = &loop->slow; *pp; pp = &(*pp)->next_slow)
-                if (*pp == c) {
-                    *pp = c->next_slow;
-                    break;
-                }
-        }
-        if (c->ops && c->ops->on_close) c->ops->on_close(c);
-        rt_pool_free(&conn_pool, c);
+    if (c->flags & NET_CONN_SLOW) {
+        for (net_conn_t **pp = &loop->slow; *pp; pp = &(*pp)->next_slow)
+            if (*pp == c) {
+                *pp = c->next_slow;
+                break;
+            }
     }
-    /* Last: on_close callbacks above may have deferred more. */
-    for (size_t i = 0; i < loop->ndeferred; i++) free(loop->deferred[i]);
-    loop->ndeferred = 0;
+    if (c->ops && c->ops->on_close) c->ops->on_close(c);
+    rt_pool_free(&loop->conns, c);
 }
 
 int net_loop_run(net_loop_t *loop)
 {
     struct epoll_event evs[256];
     while (!loop->stop) {
-        process_readable(loop);
-        for (int i = 0; i < loop->nhooks; i++) loop->hooks[i].cb(loop, loop->hooks[i].ud);
-        flush_pending(loop);
-        free_closing(loop);
+        net_loop_drain(loop);
         if (loop->stop) break;
-        /* Resumed connections with retained input must not wait for an event. */
-        int timeout = loop->pending || loop->nreadable ? 0 : tw_timeout(loop);
-        int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), timeout);
+        int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), tw_timeout(loop));
         loop->now = rt_now_ms();
         loop->stats.turns++;
         if (n < 0 && errno != EINTR) {
@@ -818,11 +843,9 @@ int net_loop_run(net_loop_t *loop)
             if (io->fd < 0) continue;
             io->cb(loop, io, evs[i].events);
         }
-        process_readable(loop);
         tw_run(loop);
     }
-    flush_pending(loop);
-    free_closing(loop);
+    net_loop_drain(loop);
     return 0;
 }
 
@@ -863,7 +886,7 @@ static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
         if (l->unix_sock) c->flags |= NET_CONN_UNIX;
         else if (ss.ss_family == AF_INET) c->peer_addr = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
         l->cb(l, c);
-        if (!(c->flags & NET_CONN_CLOSING)) net_io_set(loop, &c->io, EPOLLIN);
+        if (!(c->flags & NET_CONN_CLOSING)) conn_set_events(c, (c->io.events & EPOLLOUT) | READ_EVENTS(c));
     }
 }
 
@@ -876,7 +899,11 @@ static net_listener_t *listener_new(net_loop_t *loop, int fd, net_accept_cb cb, 
     l->cb = cb;
     l->ud = ud;
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    net_io_set(loop, &l->io, EPOLLIN);
+    if (net_io_set(loop, &l->io, EPOLLIN) < 0) {
+        if (l->reserve_fd >= 0) close(l->reserve_fd);
+        free(l);
+        return NULL;
+    }
     return l;
 }
 
@@ -907,6 +934,11 @@ net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net
     socklen_t sl = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     net_listener_t *l = listener_new(loop, fd, cb, ud);
+    if (!l) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        close(fd);
+        return NULL;
+    }
     l->port = ntohs(sa.sin_port);
     return l;
 }
@@ -933,6 +965,12 @@ net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_c
         return NULL;
     }
     net_listener_t *l = listener_new(loop, fd, cb, ud);
+    if (!l) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
     l->unix_sock = true;
     l->path = rt_strndup(path, strlen(path));
     return l;

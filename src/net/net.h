@@ -1,5 +1,5 @@
-/* net: the epoll event loop, millisecond timers, listeners and buffered
- * connections.
+/* net: the epoll event loop, millisecond timers, deferred tasks, listeners
+ * and buffered connections.
  *
  * Reading: every connection reads into one shared per-loop buffer; only a
  * connection that holds a partial message keeps its own copy of the leftover
@@ -11,7 +11,8 @@
  * turn before the loop sleeps; EPOLLOUT is armed only after a partial write.
  *
  * Closing: net_conn_close() marks and detaches; ops->on_close() runs and the
- * memory is freed at the end of the loop turn, never inside a callback. */
+ * memory is freed later in the same turn (NET_PHASE_CLOSE), never inside a
+ * callback. */
 #ifndef RT_NET_H
 #define RT_NET_H
 #include "base/base.h"
@@ -34,10 +35,60 @@ struct net_io {
 enum { NET_READ = 1u, NET_WRITE = 4u }; /* == EPOLLIN, EPOLLOUT */
 /* Registers, changes or removes (events == 0) interest in io->fd. */
 int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events);
-/* Frees a watcher's memory at the end of the loop turn, never inside it: the
- * current epoll batch may still hold a pointer to it. Set io->fd = -1 (and
- * remove its interest) first so a pending event for it is skipped. */
-void net_loop_defer_free(net_loop_t *loop, void *p);
+
+/* ---- "later in this turn": the loop's one deferral list ----
+ *
+ * A task is an intrusive node in the object that owns the work; deferring
+ * it allocates nothing. Before the loop sleeps it drains the list: it runs
+ * the tasks of the lowest phase that has any (those queued when the batch
+ * starts), then looks again from the lowest phase, until every phase is
+ * empty. Work deferred by a task, or by a callback a task runs, is therefore
+ * done in the same turn, and always in this order:
+ *
+ *   NET_PHASE_INPUT  retained input offered again to resumed connections
+ *   NET_PHASE_WORK   module work taken out of callbacks: ended Engine.IO
+ *                    sessions (their on_close), empty namespaces, failed
+ *                    backchannel calls
+ *   NET_PHASE_FLUSH  output batched per turn: parked polling GETs answered
+ *                    with everything queued for them
+ *   NET_PHASE_WRITE  (the loop's own) queued output written, one send or
+ *                    writev per connection
+ *   NET_PHASE_CLOSE  closed connections: ops->on_close, then freed
+ *   NET_PHASE_FREE   memory an epoll event of this turn could still name
+ *                    (fd watchers), released once the batch is over
+ *
+ * A task is queued at most once; deferring a queued task again moves it to
+ * the tail of the given phase. A task must not re-defer itself every time
+ * it runs (the drain would never end). Tasks run after the epoll batch, so
+ * a task may free its owner. An owner freed while its task is queued must
+ * cancel it first. */
+enum {
+    NET_PHASE_INPUT,
+    NET_PHASE_WORK,
+    NET_PHASE_FLUSH,
+    NET_PHASE_WRITE,
+    NET_PHASE_CLOSE,
+    NET_PHASE_FREE,
+    NET_PHASES
+};
+typedef struct net_task net_task_t;
+typedef void (*net_task_cb)(net_loop_t *loop, net_task_t *t);
+struct net_task {
+    rt_list_t link; /* unlinked while idle */
+    net_task_cb cb;
+};
+void net_task_init(net_task_t *t, net_task_cb cb);
+void net_defer(net_loop_t *loop, net_task_t *t, int phase);
+void net_task_cancel(net_task_t *t);
+static inline bool net_task_queued(const net_task_t *t) { return rt_list_linked(&t->link); }
+/* Runs deferred tasks until none is left (what the loop does before it
+ * sleeps); for owners that tear down outside net_loop_run. */
+void net_loop_drain(net_loop_t *loop);
+
+/* Fixed-size object pools owned by the loop (freed with it): one per object
+ * size, for modules whose objects live on a loop but that have no server
+ * object of their own (WebSocket connections). */
+rt_pool_t *net_loop_pool(net_loop_t *loop, size_t size);
 
 /* ---- timers: hierarchical wheel, 1 ms resolution, O(1) start/stop ---- */
 typedef void (*net_timer_cb)(net_loop_t *loop, net_timer_t *t);
@@ -64,20 +115,16 @@ typedef struct {
 } net_options_t;
 void net_options_default(net_options_t *o);
 
-typedef void (*net_hook_cb)(net_loop_t *loop, void *ud);
-
 net_loop_t *net_loop_new(const net_options_t *opt);
 void net_loop_free(net_loop_t *loop);
 /* Runs until net_loop_stop(). Returns 0. */
 int net_loop_run(net_loop_t *loop);
 void net_loop_stop(net_loop_t *loop);
-/* Closes every open connection (on_close runs for each); for shutdown. */
+/* Closes every open connection (on_close runs for each) and drains; for
+ * shutdown. */
 void net_loop_close_all(net_loop_t *loop);
 /* Cached monotonic time in ms, refreshed after every epoll_wait. */
 uint64_t net_loop_now(const net_loop_t *loop);
-/* Called once per loop turn before pending writes are flushed (e.g. to
- * drive libcurl or flush batched work). At most 8 hooks. */
-void net_loop_add_hook(net_loop_t *loop, net_hook_cb cb, void *ud);
 /* Counters for metrics and tests. */
 typedef struct {
     uint64_t accepted, closed, bytes_in, bytes_out, writev_calls, slow_closed, turns;
@@ -92,9 +139,9 @@ typedef struct {
      * the rest is kept for the next call. May close the connection, change
      * c->ops (the rest is then offered to the new ops at once), or pause. */
     size_t (*on_read)(net_conn_t *c, char *data, size_t len);
-    /* Called once, at the end of the loop turn in which the connection was
-     * closed (by anyone, or by the peer). c->data is still set; c is freed
-     * right after it returns. */
+    /* Called once, later in the loop turn in which the connection was
+     * closed (by anyone, or by the peer; NET_PHASE_CLOSE). c->data is still
+     * set; c is freed right after it returns. */
     void (*on_close)(net_conn_t *c);
 } net_conn_ops_t;
 
@@ -106,7 +153,6 @@ enum {
     NET_CONN_PAUSED = 1u << 2,     /* reading paused by the owner */
     NET_CONN_SHUTDOWN = 1u << 3,   /* close once the out-queue drains */
     NET_CONN_UNIX = 1u << 4,       /* accepted on a Unix socket */
-    NET_CONN_READABLE_Q = 1u << 5, /* queued to have retained input offered again */
     NET_CONN_SLOW = 1u << 6,       /* in the loop's slow list (soft limit or shutdown) */
     NET_CONN_WR_SHUT = 1u << 7,    /* FIN sent after a shutdown; lingering for the peer's */
 };
@@ -118,7 +164,7 @@ struct net_conn {
     uint32_t flags;
     uint32_t out_bytes;        /* bytes queued, not yet written */
     net_outq_node_t *out_head, *out_tail;
-    net_conn_t *next_pending;  /* pending-write / closing list link */
+    net_conn_t *next_pending;  /* pending-write list link */
     net_loop_t *loop;
     const net_conn_ops_t *ops;
     void *data;                /* owner */
@@ -127,6 +173,7 @@ struct net_conn {
     uint32_t soft_since;       /* loop time (s) since over the soft limit, or since shutdown */
     uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
     uint32_t idx;              /* position in the loop's connection table */
+    net_task_t task;           /* NET_PHASE_INPUT (resumed) or NET_PHASE_CLOSE (closed) */
 };
 
 /* Queues len bytes of chunk starting at off; takes a new reference. */

@@ -51,6 +51,7 @@ struct sio_socket {
     uint32_t bcast_gen;
     uint32_t next_ack;
     uint16_t nrooms;
+    uint32_t room_bytes; /* name bytes of the rooms it is in */
     uint8_t state;
     char id[21];
 };
@@ -64,7 +65,7 @@ struct sio_nsp {
     size_t nalloc;    /* socket structs pointing here (pending, connected, held) */
     rt_map_t rooms;
     bool dynamic;
-    bool cleanup_queued;
+    net_task_t cleanup; /* NET_PHASE_WORK: freed if still empty */
     char *name;
     size_t namelen;
 };
@@ -104,8 +105,7 @@ struct sio_server {
     int ndyn;
     rt_list_t connect_wait;
     net_timer_t connect_timer;
-    sio_nsp_t **cleanup;
-    size_t ncleanup, cleanup_cap;
+    rt_pool_t socket_pool, client_pool, member_pool;
     uint32_t bcast_gen;
     uint64_t seq;
     rt_buf_t enc;    /* scratch for encoding */
@@ -113,9 +113,6 @@ struct sio_server {
     sio_stats_t stats;
 };
 
-static rt_pool_t socket_pool = RT_POOL_INIT(sio_socket_t);
-static rt_pool_t client_pool = RT_POOL_INIT(sio_client_t);
-static rt_pool_t member_pool = RT_POOL_INIT(sio_member_t);
 
 static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
 static const char REASON_SERVER_NSP[] = "server namespace disconnect";
@@ -236,46 +233,58 @@ static void nsp_maybe_cleanup(sio_nsp_t *nsp);
 static void member_remove(sio_member_t *m)
 {
     sio_room_t *r = m->room;
-    sio_nsp_t *nsp = m->s->nsp;
+    sio_socket_t *s = m->s;
+    sio_nsp_t *nsp = s->nsp;
     rt_list_remove(&m->in_room);
+    s->nrooms--;
+    s->room_bytes -= r->namelen;
     if (--r->count == 0) {
         rt_map_del(&nsp->rooms, rt_slice(r->name, r->namelen));
         free(r);
     }
-    rt_pool_free(&member_pool, m);
+    rt_pool_free(&nsp->srv->member_pool, m);
 }
 
-void sio_join(sio_socket_t *s, rt_slice_t room)
+int sio_join(sio_socket_t *s, rt_slice_t room)
 {
-    if (s->state != SOCK_CONNECTED) return;
+    if (s->state != SOCK_CONNECTED) return RT_ESTATE;
     /* Find the room by hash, then the membership by pointer: a join costs a
      * lookup plus a short pointer walk, bounded by the per-socket cap. */
     sio_room_t *r = room_get(s->nsp, room, false);
     if (r)
         for (sio_member_t *m = s->rooms; m; m = m->next)
-            if (m->room == r) return;
-    if (s->nrooms >= SIO_MAX_ROOMS_PER_SOCKET) {
-        rt_warn("sio", "socket %s is in %u rooms already: join refused", s->id, s->nrooms);
-        return;
+            if (m->room == r) return RT_OK;
+    const char *why = room.n > SIO_MAX_ROOM_NAME                   ? "room name too long"
+                      : s->nrooms >= SIO_MAX_ROOMS_PER_SOCKET       ? "too many rooms"
+                      : s->room_bytes + room.n > SIO_MAX_ROOM_BYTES ? "room names too long in all"
+                                                                    : NULL;
+    if (why) {
+        rt_warn_rl("sio", "socket %s is in %u rooms already: join refused (%s; %u bytes of names, "
+                          "a name of %zu bytes)",
+                   s->id, s->nrooms, why, s->room_bytes, room.n);
+        return RT_ETOOBIG;
     }
     if (!r) r = room_get(s->nsp, room, true);
     s->nrooms++;
-    sio_member_t *m = rt_pool_alloc(&member_pool);
+    s->room_bytes += (uint32_t)room.n;
+    sio_member_t *m = rt_pool_alloc(&s->nsp->srv->member_pool);
     m->s = s;
     m->room = r;
     m->next = s->rooms;
     s->rooms = m;
     rt_list_insert_tail(&r->members, &m->in_room);
     r->count++;
+    return RT_OK;
 }
 
 void sio_leave(sio_socket_t *s, rt_slice_t room)
 {
+    sio_room_t *r = room_get(s->nsp, room, false);
+    if (!r) return;
     for (sio_member_t **pp = &s->rooms; *pp; pp = &(*pp)->next) {
         sio_member_t *m = *pp;
-        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) {
+        if (m->room == r) {
             *pp = m->next;
-            s->nrooms--;
             member_remove(m);
             return;
         }
@@ -289,20 +298,6 @@ void sio_leave_all(sio_socket_t *s)
         s->rooms = m->next;
         member_remove(m);
     }
-    s->nrooms = 0;
-}
-
-bool sio_in_room(const sio_socket_t *s, rt_slice_t room)
-{
-    for (sio_member_t *m = s->rooms; m; m = m->next)
-        if (m->room->namelen == room.n && memcmp(m->room->name, room.p, room.n) == 0) return true;
-    return false;
-}
-
-size_t sio_room_size(sio_nsp_t *nsp, rt_slice_t room)
-{
-    sio_room_t *r = room_get(nsp, room, false);
-    return r ? r->count : 0;
 }
 
 void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg), void *arg)
@@ -388,6 +383,8 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
 }
 
 /* ---- namespaces ---- */
+static void nsp_cleanup_task(net_loop_t *loop, net_task_t *t);
+
 static sio_nsp_t *nsp_new(sio_server_t *srv, rt_slice_t name, const sio_nsp_handler_t *h, void *ud,
                           bool dynamic)
 {
@@ -400,28 +397,33 @@ static sio_nsp_t *nsp_new(sio_server_t *srv, rt_slice_t name, const sio_nsp_hand
     nsp->namelen = name.n;
     rt_list_init(&nsp->sockets);
     rt_map_init(&nsp->rooms);
+    net_task_init(&nsp->cleanup, nsp_cleanup_task);
     rt_map_put(&srv->nsps, rt_slice(nsp->name, nsp->namelen), nsp);
     return nsp;
 }
 
 static void nsp_free(sio_nsp_t *nsp)
 {
+    net_task_cancel(&nsp->cleanup);
     rt_map_del(&nsp->srv->nsps, rt_slice(nsp->name, nsp->namelen));
     rt_map_free(&nsp->rooms);
     free(nsp->name);
     free(nsp);
 }
 
+/* A dynamic namespace whose last socket struct went is freed later in the
+ * turn, unless a socket arrived meanwhile. */
+static void nsp_cleanup_task(net_loop_t *loop, net_task_t *t)
+{
+    sio_nsp_t *nsp = rt_container_of(t, sio_nsp_t, cleanup);
+    RT_UNUSED(loop);
+    if (nsp->nalloc == 0 && nsp->rooms.count == 0) nsp_free(nsp);
+}
+
 static void nsp_maybe_cleanup(sio_nsp_t *nsp)
 {
-    if (!nsp->dynamic || nsp->nalloc || nsp->cleanup_queued) return;
-    sio_server_t *srv = nsp->srv;
-    nsp->cleanup_queued = true;
-    if (srv->ncleanup == srv->cleanup_cap) {
-        srv->cleanup_cap = srv->cleanup_cap ? srv->cleanup_cap * 2 : 8;
-        srv->cleanup = rt_realloc(srv->cleanup, srv->cleanup_cap * sizeof *srv->cleanup);
-    }
-    srv->cleanup[srv->ncleanup++] = nsp;
+    if (!nsp->dynamic || nsp->nalloc || net_task_queued(&nsp->cleanup)) return;
+    net_defer(nsp->srv->loop, &nsp->cleanup, NET_PHASE_WORK);
 }
 
 sio_nsp_t *sio_server_of(sio_server_t *srv, const char *name, const sio_nsp_handler_t *h, void *ud)
@@ -462,7 +464,7 @@ static void socket_free(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
     free(s->auth);
-    rt_pool_free(&socket_pool, s);
+    rt_pool_free(&nsp->srv->socket_pool, s);
     nsp->nalloc--;
     nsp_maybe_cleanup(nsp);
 }
@@ -607,7 +609,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         srv->stats.connect_errors++;
         return;
     }
-    s = rt_pool_alloc(&socket_pool);
+    s = rt_pool_alloc(&srv->socket_pool);
     s->client = c;
     s->nsp = nsp;
     nsp->nalloc++;
@@ -791,7 +793,7 @@ static void connect_timer_cb(net_loop_t *loop, net_timer_t *t)
 static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
 {
     sio_server_t *srv = ud;
-    sio_client_t *c = rt_pool_alloc(&client_pool);
+    sio_client_t *c = rt_pool_alloc(&srv->client_pool);
     c->srv = srv;
     c->eio = es;
     eio_session_set_data(es, c);
@@ -813,20 +815,7 @@ static void eio_on_close(eio_session_t *es, eio_reason_t reason, void *ud)
     while (c->sockets) socket_close(c->sockets, reason);
     bin_free(c);
     if (srv->ch.on_client_close) srv->ch.on_client_close(c, srv->ch_ud);
-    rt_pool_free(&client_pool, c);
-}
-
-/* Loop hook: frees dynamic namespaces that became empty. */
-static void sio_hook(net_loop_t *loop, void *ud)
-{
-    sio_server_t *srv = ud;
-    RT_UNUSED(loop);
-    for (size_t i = 0; i < srv->ncleanup; i++) {
-        sio_nsp_t *nsp = srv->cleanup[i];
-        nsp->cleanup_queued = false;
-        if (nsp->nalloc == 0 && nsp->rooms.count == 0) nsp_free(nsp);
-    }
-    srv->ncleanup = 0;
+    rt_pool_free(&srv->client_pool, c);
 }
 
 sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_options_t *eopt,
@@ -837,11 +826,13 @@ sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_op
     if (opt) srv->opt = *opt;
     else sio_options_default(&srv->opt);
     rt_map_init(&srv->nsps);
+    srv->socket_pool = (rt_pool_t)RT_POOL_INIT(sio_socket_t);
+    srv->client_pool = (rt_pool_t)RT_POOL_INIT(sio_client_t);
+    srv->member_pool = (rt_pool_t)RT_POOL_INIT(sio_member_t);
     rt_list_init(&srv->connect_wait);
     net_timer_init(&srv->connect_timer, connect_timer_cb);
     static const eio_handler_t eh = {eio_on_open, eio_on_message, eio_on_close};
     srv->eio = eio_server_new(http, path, eopt, &eh, srv);
-    net_loop_add_hook(srv->loop, sio_hook, srv);
     return srv;
 }
 
@@ -854,13 +845,13 @@ void sio_server_set_client_handler(sio_server_t *srv, const sio_client_handler_t
 void sio_server_free(sio_server_t *srv)
 {
     if (!srv) return;
-    eio_server_free(srv->eio);
+    eio_server_free(srv->eio); /* every socket is gone after it (it drains the loop) */
     net_timer_stop(&srv->connect_timer);
-    sio_hook(srv->loop, srv);
     rt_slice_t k;
     void *v;
     for (uint32_t it = 0; rt_map_next(&srv->nsps, &it, &k, &v);) {
         sio_nsp_t *nsp = v;
+        net_task_cancel(&nsp->cleanup);
         rt_map_free(&nsp->rooms);
         free(nsp->name);
         free(nsp);
@@ -868,6 +859,8 @@ void sio_server_free(sio_server_t *srv)
     rt_map_free(&srv->nsps);
     rt_buf_free(&srv->enc);
     rt_buf_free(&srv->evname);
-    free(srv->cleanup);
+    rt_pool_destroy(&srv->socket_pool);
+    rt_pool_destroy(&srv->client_pool);
+    rt_pool_destroy(&srv->member_pool);
     free(srv);
 }

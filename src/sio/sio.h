@@ -110,15 +110,22 @@ void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_a
 void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t *attachments,
              uint32_t nattach);
 
-/* ---- rooms (per namespace; names are opaque bytes) ---- */
-/* At most this many rooms per socket: a join beyond it is refused (logged),
- * so one client cannot make joins slow or memory unbounded. */
+/* ---- rooms (per namespace; names are opaque bytes) ----
+ * What one socket may hold is bounded in count and in bytes, so that a
+ * client choosing room names (task_subscribe takes any id) cannot make joins
+ * slow or memory unbounded: a room name is at most SIO_MAX_ROOM_NAME bytes
+ * (Frappe's longest legitimate room, doc:<doctype of 61 characters>/<name of
+ * 140>, is at most 809 bytes of UTF-8 and usually ~40), a socket is in at
+ * most SIO_MAX_ROOMS_PER_SOCKET rooms whose names total at most
+ * SIO_MAX_ROOM_BYTES. A join beyond is refused with a rate-limited log line. */
 #define SIO_MAX_ROOMS_PER_SOCKET 4096
-void sio_join(sio_socket_t *s, rt_slice_t room);
+#define SIO_MAX_ROOM_NAME 1024
+#define SIO_MAX_ROOM_BYTES (128 * 1024)
+/* 0 (joined, or in the room already), RT_ETOOBIG (refused), RT_ESTATE (not
+ * connected). */
+int sio_join(sio_socket_t *s, rt_slice_t room);
 void sio_leave(sio_socket_t *s, rt_slice_t room);
 void sio_leave_all(sio_socket_t *s);
-bool sio_in_room(const sio_socket_t *s, rt_slice_t room);
-size_t sio_room_size(sio_nsp_t *nsp, rt_slice_t room);
 /* Calls fn for every member of room, in join order. fn must not change
  * room membership. */
 void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg),

@@ -11,7 +11,9 @@ struct ws_conn {
     ws_decoder_t dec;
 };
 
-static rt_pool_t ws_pool = RT_POOL_INIT(ws_conn_t);
+/* WebSocket structs come from a pool the loop owns (ws/ has no server
+ * object of its own). */
+static rt_pool_t *ws_pool(net_loop_t *loop) { return net_loop_pool(loop, sizeof(ws_conn_t)); }
 
 const char *ws_handshake_check(const http_request_t *req)
 {
@@ -103,7 +105,7 @@ static void ws_on_close(net_conn_t *c)
     ws_conn_t *ws = c->data;
     if (ws->h && ws->h->on_close) ws->h->on_close(ws);
     ws_decoder_free(&ws->dec);
-    rt_pool_free(&ws_pool, ws);
+    rt_pool_free(ws_pool(c->loop), ws);
 }
 
 static const net_conn_ops_t ws_ops = {ws_on_read, ws_on_close};
@@ -127,7 +129,7 @@ ws_conn_t *ws_accept(http_conn_t *hc, const http_request_t *req, const ws_handle
     net_conn_t *c = http_conn_upgrade(hc);
     net_conn_write(c, b.data, b.len);
     rt_buf_free(&b);
-    ws_conn_t *ws = rt_pool_alloc(&ws_pool);
+    ws_conn_t *ws = rt_pool_alloc(ws_pool(c->loop));
     ws->c = c;
     ws->h = h;
     ws->ud = ud;

@@ -917,9 +917,16 @@ TEST(conn_soft_output_limit)
     teardown(loop, l);
 }
 
-/* ---- deferred close: on_close once, at the end of the turn ---- */
-static int closes_at_hook = -1;
+/* ---- deferred close: on_close once, later in the turn (NET_PHASE_CLOSE) ---- */
+static int closes_at_task = -1;
 static bool closed_in_cb;
+static net_task_t order_task;
+static void order_task_cb(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    /* NET_PHASE_WORK runs before NET_PHASE_CLOSE: on_close has not run yet */
+    if (closed_in_cb && closes_at_task < 0) closes_at_task = S.closes;
+}
 static size_t closing_read(net_conn_t *c, char *data, size_t len)
 {
     RT_UNUSED(data);
@@ -934,15 +941,10 @@ static size_t closing_read(net_conn_t *c, char *data, size_t len)
     net_conn_shutdown(c);
     CHECK_EQ_INT(S.closes, 0);
     closed_in_cb = true;
+    net_defer(c->loop, &order_task, NET_PHASE_WORK);
     return len;
 }
 static const net_conn_ops_t closing_ops = {closing_read, srv_on_close};
-static void close_hook(net_loop_t *loop, void *ud)
-{
-    RT_UNUSED(loop), RT_UNUSED(ud);
-    /* hooks run at the start of the next turn, before the end-of-turn free */
-    if (closed_in_cb && closes_at_hook < 0) closes_at_hook = S.closes;
-}
 static bool close_script(net_loop_t *loop)
 {
     RT_UNUSED(loop);
@@ -954,21 +956,124 @@ TEST(conn_deferred_close)
 {
     net_loop_t *loop = net_loop_new(NULL);
     srv_reset(loop);
-    closes_at_hook = -1;
+    closes_at_task = -1;
     closed_in_cb = false;
-    net_loop_add_hook(loop, close_hook, NULL);
+    net_task_init(&order_task, order_task_cb);
     int port;
     net_listener_t *l = listen_any(loop, &closing_ops, &port);
     cli_open(loop, &K1, port, 0);
     run_script(loop, close_script, 1000);
     CHECK(!guard_fired);
-    CHECK_EQ_INT(closes_at_hook, 0);
+    CHECK_EQ_INT(closes_at_task, 0);
     CHECK_EQ_INT(S.closes, 1);
     CHECK(S.conns[0] == NULL);
     CHECK(K1.len == 0); /* output queued before the close is dropped, "y" too */
     cli_close(loop, &K1);
     teardown(loop, l);
     CHECK_EQ_INT(S.closes, 1);
+}
+
+/* ---- work deferred from an on_close runs before the loop sleeps ----
+ * A peer that drops its TCP connection: on_close defers work (as eio does
+ * for the session), that work defers more (presence broadcast), and all of
+ * it must run in the same turn, not when the next event or timer (here only
+ * a 5 s guard) wakes the loop. */
+static net_task_t chain1, chain2;
+static int chain_done;
+static void chain2_cb(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(t);
+    chain_done = 2;
+    net_loop_stop(loop);
+}
+static void chain1_cb(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(t);
+    chain_done = 1;
+    net_defer(loop, &chain2, NET_PHASE_FLUSH);
+}
+static void chain_on_close(net_conn_t *c)
+{
+    srv_on_close(c);
+    net_defer(c->loop, &chain1, NET_PHASE_WORK);
+}
+static size_t chain_read(net_conn_t *c, char *data, size_t len)
+{
+    RT_UNUSED(c), RT_UNUSED(data);
+    return len;
+}
+static const net_conn_ops_t chain_ops = {chain_read, chain_on_close};
+
+TEST(task_from_on_close_runs_before_sleep)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    chain_done = 0;
+    net_task_init(&chain1, chain1_cb);
+    net_task_init(&chain2, chain2_cb);
+    int port;
+    net_listener_t *l = listen_any(loop, &chain_ops, &port);
+    /* connect and close at once: accept, then EOF, with no timer armed */
+    int fd = client_connect(port, 0);
+    CHECK(fd >= 0);
+    close(fd);
+    uint64_t t0 = rt_now_ms();
+    run_for(loop, 5000);
+    CHECK(!guard_fired);
+    CHECK_EQ_INT(chain_done, 2);
+    CHECK_EQ_INT(S.closes, 1);
+    CHECK(rt_now_ms() - t0 < 1000);
+    teardown(loop, l);
+}
+
+/* Phase order and batches: a task deferred into an earlier phase while a
+ * later one runs goes first; deferring a queued task moves it; cancel. */
+static char trace[32];
+static int ntrace;
+static net_task_t tw_a, tw_b, tw_c, tw_d;
+static void tr_a(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(t);
+    trace[ntrace++] = 'a';
+    net_defer(loop, &tw_c, NET_PHASE_INPUT); /* earlier phase: runs next */
+}
+static void tr_b(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    trace[ntrace++] = 'b';
+}
+static void tr_c(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    trace[ntrace++] = 'c';
+}
+static void tr_d(net_loop_t *loop, net_task_t *t)
+{
+    RT_UNUSED(loop), RT_UNUSED(t);
+    trace[ntrace++] = 'd';
+}
+
+TEST(task_phases)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    ntrace = 0;
+    memset(trace, 0, sizeof trace);
+    net_task_init(&tw_a, tr_a);
+    net_task_init(&tw_b, tr_b);
+    net_task_init(&tw_c, tr_c);
+    net_task_init(&tw_d, tr_d);
+    net_defer(loop, &tw_b, NET_PHASE_FREE);
+    net_defer(loop, &tw_a, NET_PHASE_CLOSE);
+    net_defer(loop, &tw_d, NET_PHASE_WORK);
+    net_defer(loop, &tw_d, NET_PHASE_FLUSH); /* moved, queued once */
+    CHECK(net_task_queued(&tw_d));
+    net_task_cancel(&tw_d);
+    CHECK(!net_task_queued(&tw_d));
+    net_defer(loop, &tw_d, NET_PHASE_FLUSH);
+    net_loop_drain(loop);
+    CHECK(strcmp(trace, "dacb") == 0);
+    CHECK(!net_task_queued(&tw_a) && !net_task_queued(&tw_c));
+    net_loop_free(loop);
 }
 
 /* ---- closing other connections (some with output queued) from a callback ---- */
@@ -1151,6 +1256,8 @@ int main(void)
     RUN(conn_hard_output_limit);
     RUN(conn_soft_output_limit);
     RUN(conn_deferred_close);
+    RUN(task_from_on_close_runs_before_sleep);
+    RUN(task_phases);
     RUN(conn_close_others);
     RUN(conn_shutdown_flushes_then_closes);
     RUN(conn_max_retained);
