@@ -249,19 +249,67 @@ rt_chunk_t *rt_chunk_from(const void *p, size_t len)
 rt_chunk_t *rt_chunk_from_buf(rt_buf_t *b) { return rt_chunk_from(b->data, b->len); }
 
 /* ---- hash map ---- */
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1, v1 = ROTL64(v1, 13), v1 ^= v0, v0 = ROTL64(v0, 32);                              \
+        v2 += v3, v3 = ROTL64(v3, 16), v3 ^= v2;                                                   \
+        v0 += v3, v3 = ROTL64(v3, 21), v3 ^= v0;                                                   \
+        v2 += v1, v1 = ROTL64(v1, 17), v1 ^= v2, v2 = ROTL64(v2, 32);                              \
+    } while (0)
+
+uint64_t rt_siphash(const void *data, size_t n, const uint8_t key[16])
+{
+    const uint8_t *p = data;
+    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+    size_t blocks = n & ~(size_t)7;
+    for (size_t i = 0; i < blocks; i += 8) {
+        uint64_t m;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(&m, p + i, 8);
+#else
+        m = load_le64(p + i);
+#endif
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)n << 56;
+    for (size_t i = n & 7; i > 0; i--) b |= (uint64_t)p[blocks + i - 1] << (8 * (i - 1));
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
 uint64_t rt_hash(const void *p, size_t n)
 {
-    /* FNV-1a 64 with a final mix; keys are short (room names, sids). */
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
+    /* Drawn on first use; immutable afterwards (forked workers share it,
+     * which is harmless: it never leaves the process). */
+    static uint8_t key[16];
+    static bool keyed;
+    if (RT_UNLIKELY(!keyed)) {
+        rt_random_bytes(key, sizeof key);
+        keyed = true;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h < 2 ? h + 2 : h;
+    uint64_t h = rt_siphash(n ? p : "", n, key);
+    return h < 2 ? h + 2 : h; /* 0 and 1 stay free for callers' markers */
 }
 
 void rt_map_init(rt_map_t *m) { memset(m, 0, sizeof *m); }

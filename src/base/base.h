@@ -166,9 +166,19 @@ void *rt_map_get(const rt_map_t *m, rt_slice_t key);
 /* Inserts or replaces; the key bytes must stay valid while present. */
 void rt_map_put(rt_map_t *m, rt_slice_t key, void *value);
 void *rt_map_del(rt_map_t *m, rt_slice_t key); /* returns the removed value or NULL */
-/* Iteration: for (uint32_t i = 0; rt_map_next(m, &i, &k, &v);) */
+/* Iteration: for (uint32_t i = 0; rt_map_next(m, &i, &k, &v);) visits each
+ * entry present for the whole loop exactly once, in no particular order.
+ * While iterating, the entry just returned may be deleted (rt_map_del never
+ * moves other entries nor shrinks the table), so draining a map is one
+ * linear pass. Inserting while iterating is not allowed (it may grow the
+ * table): collect first, insert after. */
 bool rt_map_next(const rt_map_t *m, uint32_t *iter, rt_slice_t *key, void **value);
+/* The map's hash: SipHash-2-4 with a random key drawn once per process, so
+ * a client choosing keys (room names, task ids) cannot aim them at one
+ * probe chain (hash flooding). */
 uint64_t rt_hash(const void *p, size_t n);
+/* SipHash-2-4 of p with a 16-byte key (pure; rt_hash uses it). */
+uint64_t rt_siphash(const void *p, size_t n, const uint8_t key[16]);
 
 /* ---- time ---- */
 uint64_t rt_now_ms(void);   /* CLOCK_MONOTONIC in milliseconds */

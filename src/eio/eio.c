@@ -191,7 +191,7 @@ void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t le
             rt_chunk_t *f = rt_chunk_new(WS_MAX_HEADER + 1 + len);
             size_t h = ws_frame_header((uint8_t *)f->data, WS_OP_TEXT, len + 1);
             f->data[h] = '4';
-            memcpy(f->data + h + 1, data, len);
+            if (len) memcpy(f->data + h + 1, data, len);
             ws_send_framed(s->ws, f, 0, h + 1 + len);
             rt_chunk_unref(f);
         }
@@ -199,11 +199,11 @@ void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t le
     }
     rt_chunk_t *ch = rt_chunk_new(len + 1);
     if (binary) {
-        memcpy(ch->data, data, len);
+        if (len) memcpy(ch->data, data, len);
         q_push(s, ch, 0, len, true);
     } else {
         ch->data[0] = '4';
-        memcpy(ch->data + 1, data, len);
+        if (len) memcpy(ch->data + 1, data, len);
         q_push(s, ch, 0, len + 1, false);
     }
     rt_chunk_unref(ch);

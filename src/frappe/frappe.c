@@ -77,6 +77,7 @@ static const char SECRET_KEY[] = "socketio_auth_secret";
 /* ---- pure helpers ---- */
 rt_slice_t frappe_hostname(rt_slice_t url)
 {
+    if (!url.n) return RT_SLICE(""); /* an absent header: no pointer to scan */
     const char *p = url.p, *end = url.p + url.n;
     for (const char *s = p; s + 2 < end; s++) {
         if (s[0] == ':' && s[1] == '/' && s[2] == '/') {

@@ -222,7 +222,7 @@ static sio_room_t *room_get(sio_nsp_t *nsp, rt_slice_t name, bool create)
     rt_list_init(&r->members);
     r->count = 0;
     r->namelen = (uint32_t)name.n;
-    memcpy(r->name, name.p, name.n);
+    if (name.n) memcpy(r->name, name.p, name.n);
     r->name[name.n] = 0;
     rt_map_put(&nsp->rooms, rt_slice(r->name, name.n), r);
     return r;
@@ -574,7 +574,7 @@ void sio_socket_disconnect(sio_socket_t *s)
 static sio_socket_t *client_socket(sio_client_t *c, rt_slice_t nsp)
 {
     for (sio_socket_t *s = c->sockets; s; s = s->next_in_client)
-        if (s->nsp->namelen == nsp.n && memcmp(s->nsp->name, nsp.p, nsp.n) == 0) return s;
+        if (rt_slice_eq(sio_nsp_name(s->nsp), nsp)) return s;
     return NULL;
 }
 
@@ -741,7 +741,7 @@ static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void
             return;
         }
         char *copy = rt_malloc(data.n ? data.n : 1);
-        memcpy(copy, data.p, data.n);
+        if (data.n) memcpy(copy, data.p, data.n);
         b->att[b->have++] = rt_slice(copy, data.n);
         if (b->have < b->want) return;
         sio_packet_t p;

@@ -1,0 +1,85 @@
+// Hardening (issue 8): what outside attacks and reviews found, each through
+// a real client or a small raw-socket script against a Frappe-mode stack
+// (redis-server, the fake Frappe web server, realtimed on a temp bench).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  SITE1, T, startStack, connect, once, collectAll, roundTrip, publish, quiet, sleep, waitFor,
+} from '../lib/frappe_helpers.mjs';
+import { rawRequest, rssKiB } from '../lib/core_helpers.mjs';
+
+let stack;
+
+before(async () => {
+  stack = await startStack();
+});
+
+after(async () => {
+  const r = await stack?.stop();
+  assert.deepEqual(r, { code: 0, signal: null }, stack?.rt.output());
+  assert.doesNotMatch(stack.rt.output(), /AddressSanitizer|LeakSanitizer|runtime error/);
+});
+
+/** The server is alive and answers a fresh authenticated client. */
+async function healthy() {
+  assert.ok(stack.rt.isRunning(), `server died:\n${stack.rt.output()}`);
+  const s = await connect(stack, { cookie: 'sid=sid-alice' });
+  await roundTrip(s);
+  s.close();
+}
+
+test('HTTP/1.0 handshake without a Host header: answered, nothing undefined', async () => {
+  const r = await rawRequest(stack.port, 'GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\n\r\n');
+  r.socket.destroy();
+  assert.equal(r.status, 200);
+  assert.match(r.body.toString(), /^0\{"sid":"[\w-]{20}"/);
+  // and the same with empty Origin/Host-like headers
+  const r2 = await rawRequest(stack.port,
+    'GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\nOrigin:\r\nX-Frappe-Site-Name:\r\n\r\n');
+  r2.socket.destroy();
+  assert.equal(r2.status, 200);
+  await healthy();
+});
+
+test('room names: over 1024 bytes refused; 128 KiB of names per socket; logged once a second', async () => {
+  const s = await connect(stack, { cookie: 'sid=sid-alice' });
+  const long = 'x'.repeat(1100);
+  for (let i = 0; i < 50; i++) s.emit('task_subscribe', `${long}${i}`);
+  // 1000-byte ids: "task_progress:" + 1000 = 1014 bytes each; 128 KiB holds 129 of them
+  const id = (i) => String(i).padStart(1000, '0');
+  for (let i = 0; i < 200; i++) s.emit('task_subscribe', id(i));
+  await roundTrip(s);
+  const got = collectAll(s);
+  await publish(stack.redis, { event: 'long', message: 1, room: `task_progress:${long}0`, namespace: SITE1 });
+  await publish(stack.redis, { event: 'first', message: 2, room: `task_progress:${id(0)}`, namespace: SITE1 });
+  await publish(stack.redis, { event: 'last', message: 3, room: `task_progress:${id(199)}`, namespace: SITE1 });
+  await waitFor(() => got.some(([e]) => e === 'first'));
+  await quiet(got);
+  assert.deepEqual(got.map(([e]) => e), ['first'], 'only joins within the bounds happened');
+  const refusals = stack.rt.output().split('\n').filter((l) => /join refused/.test(l));
+  assert.ok(refusals.length >= 1 && refusals.length <= 3, `rate-limited: ${refusals.length} lines`);
+  assert.match(refusals[0], /room name too long|names/);
+  // leaving frees the budget: a new join fits again
+  for (let i = 0; i < 10; i++) s.emit('task_unsubscribe', id(i));
+  s.emit('task_subscribe', 'short-one');
+  await roundTrip(s);
+  const p = once(s, 'fits');
+  await publish(stack.redis, { event: 'fits', message: 4, room: 'task_progress:short-one', namespace: SITE1 });
+  assert.deepEqual(await p, [4]);
+  s.close();
+});
+
+test('a socket sending 300 task_subscribe of ~1 MB holds no memory for them', async () => {
+  const s = await connect(stack, { cookie: 'sid=sid-alice', transports: ['websocket'] });
+  const before = rssKiB(stack.rt.proc.pid);
+  const big = 'y'.repeat(999000);
+  for (let i = 0; i < 300; i++) {
+    s.emit('task_subscribe', `${i}${big}`);
+    if (i % 20 === 19) await roundTrip(s);
+  }
+  await roundTrip(s);
+  const grown = rssKiB(stack.rt.proc.pid) - before;
+  assert.ok(grown < 32 * 1024, `RSS grew by ${grown} KiB`);
+  s.close();
+  await healthy();
+});
