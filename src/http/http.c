@@ -4,8 +4,10 @@
  *                                  |                  \--> closed (Connection: close)
  *                                  \--upgrade--> connection handed over
  *
- * While BUSY (a parked long-poll GET) further input is retained, not parsed;
- * it is offered again once the response is queued. */
+ * While BUSY (a parked long-poll GET) further input is not parsed: the
+ * connection stops reading (TCP pushes back on the client) and what was
+ * read already is retained, at most HTTP_MAX_PIPELINED bytes (else the
+ * connection is closed); it is offered again once the response is queued. */
 #include "http.h"
 
 #include <stdio.h>
@@ -326,6 +328,18 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         /* Upgraded: hc is freed and the rest goes to the new owner. Compare
          * ops, not data: the new owner may reuse hc's address. */
         if (c->ops != &http_ops) return done;
+    }
+    if (hc->busy && done < len && !(c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN))) {
+        /* Input behind a request still being answered. Browsers, socket.io
+         * clients and proxies never pipeline behind a long-poll: a little is
+         * kept, more is a client holding our memory. */
+        if (len - done > HTTP_MAX_PIPELINED) {
+            rt_warn_rl("http", "closing a connection that pipelined %zu bytes behind a parked request",
+                       len - done);
+            net_conn_close(c);
+            return len;
+        }
+        net_conn_pause(c);
     }
     if (!hc->busy && done < len && !net_timer_active(&hc->timer))
         net_timer_start(hc->srv->loop, &hc->timer, hc->srv->opt.head_timeout_ms);

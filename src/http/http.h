@@ -7,6 +7,9 @@
 #include "net/net.h"
 
 typedef struct http_server http_server_t;
+
+/* Bytes of further input held while a request is parked (see http.c). */
+#define HTTP_MAX_PIPELINED (64 * 1024)
 typedef struct http_conn http_conn_t;
 
 typedef struct {

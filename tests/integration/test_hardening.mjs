@@ -20,6 +20,13 @@ after(async () => {
   assert.doesNotMatch(stack.rt.output(), /AddressSanitizer|LeakSanitizer|runtime error/);
 });
 
+/** Samples the RSS of pid every 10 ms; stop() returns the highest (KiB). */
+function samplePeak(pid) {
+  let max = rssKiB(pid);
+  const iv = setInterval(() => { max = Math.max(max, rssKiB(pid)); }, 10);
+  return { stop: () => { clearInterval(iv); return Math.max(max, rssKiB(pid)); } };
+}
+
 /** The server is alive and answers a fresh authenticated client. */
 async function healthy() {
   assert.ok(stack.rt.isRunning(), `server died:\n${stack.rt.output()}`);
@@ -78,8 +85,57 @@ test('a socket sending 300 task_subscribe of ~1 MB holds no memory for them', as
     if (i % 20 === 19) await roundTrip(s);
   }
   await roundTrip(s);
-  const grown = rssKiB(stack.rt.proc.pid) - before;
+  const grown = rssKiB(stack.rt.proc.pid) - before; /* joined rooms stay: RSS now is the measure */
   assert.ok(grown < 32 * 1024, `RSS grew by ${grown} KiB`);
   s.close();
+  await healthy();
+});
+
+test('input pipelined behind a parked long-poll: not read (backpressure), bounded, answered after', async () => {
+  const { tcp, peerClosed, parseResponse } = await import('../lib/core_helpers.mjs');
+  const { rawPolling } = await import('../lib/frappe_helpers.mjs');
+  const target = { port: stack.port };
+  // 1. a small pipelined request is answered once the parked GET is
+  const p = await rawPolling(target);
+  const s = await tcp(stack.port);
+  let data = Buffer.alloc(0);
+  s.on('data', (d) => { data = Buffer.concat([data, d]); });
+  s.write(`GET /socket.io/?EIO=4&transport=polling&sid=${p.sid} HTTP/1.1\r\nHost: x\r\n\r\n`
+    + 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+  await sleep(200);
+  assert.equal(data.length, 0, 'the GET is parked and the pipelined request waits');
+  assert.equal(await p.send('40'), 'ok'); // CONNECT to "/": the parked GET gets the answer
+  await waitFor(() => {
+    const r1 = parseResponse(data);
+    return r1 && parseResponse(data.subarray(r1.length));
+  });
+  const r1 = parseResponse(data);
+  const r2 = parseResponse(data.subarray(r1.length));
+  assert.equal(r1.status, 200);
+  assert.match(r1.body.toString(), /^40\{"sid":/);
+  assert.equal(r2.status, 200);
+  assert.equal(r2.body.toString(), 'ok');
+  s.destroy();
+
+  // 2. 100 connections each pushing 4 MB behind a parked GET
+  const before = rssKiB(stack.rt.proc.pid);
+  const junk = Buffer.alloc(64 * 1024, 'A');
+  const conns = [];
+  for (let i = 0; i < 100; i++) {
+    const q = await rawPolling(target);
+    const c = await tcp(stack.port);
+    c.on('error', () => {});
+    c.write(`GET /socket.io/?EIO=4&transport=polling&sid=${q.sid} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    conns.push(c);
+  }
+  await sleep(100);
+  const peak = samplePeak(stack.rt.proc.pid);
+  for (const c of conns) for (let k = 0; k < 64; k++) c.write(junk);
+  await sleep(1500);
+  const grown = peak.stop() - before;
+  console.log(`# pipelined flood: peak RSS +${grown} KiB`);
+  assert.ok(grown < 20 * 1024, `RSS grew by ${grown} KiB`);
+  // each of them is either closed (it sent more than the bound in one go) or paused
+  for (const c of conns) c.destroy();
   await healthy();
 });
