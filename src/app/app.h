@@ -27,6 +27,9 @@ typedef struct {
     int max_payload;
     int connect_timeout;
     int auth_timeout;
+    int max_sessions;
+    int max_pending;
+    int attachment_timeout;
     int out_soft_limit;
     int out_hard_limit;
     char *static_dir;
@@ -51,6 +54,8 @@ typedef struct {
 int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only);
 void app_config_print(const app_config_t *cfg, FILE *out);
 void app_config_free(app_config_t *cfg);
+/* The Engine.IO and Socket.IO options of every application, from cfg. */
+void app_protocol_options(const app_config_t *cfg, eio_options_t *eo, sio_options_t *so);
 void app_usage(FILE *out);
 void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 

@@ -61,6 +61,13 @@ static const opt_t opts[] = {
      "ms a new connection may stay without joining a namespace"},
     {"auth_timeout", NULL, "REALTIMED_AUTH_TIMEOUT", T_INT, O(auth_timeout), "10000", 100,
      600000, 0, "ms allowed for each call to the Frappe web server"},
+    {"max_sessions", NULL, "REALTIMED_MAX_SESSIONS", T_INT, O(max_sessions), "100000", 0, INT_MAX, 0,
+     "Engine.IO sessions at most; further handshakes get 503 (0: no limit)"},
+    {"max_pending", NULL, NULL, T_INT, O(max_pending), "10000", 0, INT_MAX, 0,
+     "sessions not yet admitted to a namespace (unauthenticated); beyond, the oldest is "
+     "closed (0: no limit)"},
+    {"attachment_timeout", NULL, NULL, T_INT, O(attachment_timeout), "10000", 100, 600000, 0,
+     "ms a binary event's attachments may take to arrive (they total at most max_payload)"},
     {"out_soft_limit", NULL, NULL, T_INT, O(out_soft_limit), "1048576", 4096, INT_MAX, 0,
      "bytes queued to one client tolerated for 10 s before it is closed"},
     {"out_hard_limit", NULL, NULL, T_INT, O(out_hard_limit), "16777216", 65536, INT_MAX, 0,
@@ -457,6 +464,20 @@ void app_config_print(const app_config_t *cfg, FILE *out)
         }
         fprintf(out, "  (%s)\n", sources[i]);
     }
+}
+
+void app_protocol_options(const app_config_t *cfg, eio_options_t *eo, sio_options_t *so)
+{
+    eio_options_default(eo);
+    eo->ping_interval = (unsigned)cfg->ping_interval;
+    eo->ping_timeout = (unsigned)cfg->ping_timeout;
+    eo->max_payload = (size_t)cfg->max_payload;
+    eo->max_buffered = (size_t)cfg->out_hard_limit;
+    eo->max_sessions = (size_t)cfg->max_sessions;
+    sio_options_default(so);
+    so->connect_timeout = (unsigned)cfg->connect_timeout;
+    so->attachment_timeout = (unsigned)cfg->attachment_timeout;
+    so->max_pending = (size_t)cfg->max_pending;
 }
 
 void app_config_free(app_config_t *cfg)

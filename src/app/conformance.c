@@ -164,17 +164,11 @@ static bool match_dyn(rt_slice_t name, void *ud)
 int conformance_start(app_t *app)
 {
     eio_options_t eo;
-    eio_options_default(&eo);
-    eo.ping_interval = app->cfg.ping_interval;
-    eo.ping_timeout = app->cfg.ping_timeout;
-    eo.max_payload = app->cfg.max_payload;
-    eo.max_buffered = (size_t)app->cfg.out_hard_limit;
+    sio_options_t so;
+    app_protocol_options(&app->cfg, &eo, &so);
     static const eio_handler_t echo = {echo_open, echo_message, echo_close};
     app->eio_echo = eio_server_new(app->http, "/engine.io/", &eo, &echo, app);
 
-    sio_options_t so;
-    sio_options_default(&so);
-    so.connect_timeout = app->cfg.connect_timeout;
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
     static const sio_nsp_handler_t h = {NULL, on_connect, on_event, NULL};
     static const sio_nsp_handler_t ph = {private_request, on_connect, on_event, NULL};

@@ -19,6 +19,7 @@ static void health(http_conn_t *hc, const http_request_t *req, rt_slice_t body, 
 static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
 {
     memset(fo, 0, sizeof *fo);
+    fo->bench = cfg->bench;
     fo->redis_url = cfg->redis_queue;
     fo->webserver_host = cfg->webserver_host;
     fo->webserver_port = cfg->webserver_port;
@@ -44,14 +45,8 @@ int frappe_start(app_t *app)
         }
     }
     eio_options_t eo;
-    eio_options_default(&eo);
-    eo.ping_interval = (unsigned)cfg->ping_interval;
-    eo.ping_timeout = (unsigned)cfg->ping_timeout;
-    eo.max_payload = (size_t)cfg->max_payload;
-    eo.max_buffered = (size_t)cfg->out_hard_limit;
     sio_options_t so;
-    sio_options_default(&so);
-    so.connect_timeout = (unsigned)cfg->connect_timeout;
+    app_protocol_options(cfg, &eo, &so);
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
     http_server_route(app->http, "/health", health, NULL);
     if (cfg->static_dir) {

@@ -76,7 +76,7 @@ void eio_options_default(eio_options_t *o)
     o->max_payload = 1000000;
     o->polling = true;
     o->websocket = true;
-    o->max_sessions = 0;
+    o->max_sessions = 100000;
     o->max_buffered = 16 << 20;
 }
 
@@ -556,7 +556,11 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             return;
         }
         if (srv->opt.max_sessions && srv->sessions.count >= srv->opt.max_sessions) {
-            respond_code(hc, 3, "Bad request");
+            /* Engine.IO's error body, with a status that tells clients and
+             * proxies to come back (socket.io-client retries with backoff). */
+            static const char full[] = "{\"code\":3,\"message\":\"Server is full\"}";
+            rt_warn_rl("eio", "refused a handshake: %u sessions (max_sessions)", srv->sessions.count);
+            http_respond(hc, 503, "application/json", full, sizeof full - 1, "Retry-After: 1\r\n");
             return;
         }
         eio_session_t *s = session_new(srv);

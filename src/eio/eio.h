@@ -17,7 +17,7 @@ typedef struct {
     size_t max_payload;       /* bytes, default 1000000 (maxHttpBufferSize) */
     bool polling;             /* transports enabled (both by default) */
     bool websocket;
-    size_t max_sessions;      /* 0 = unlimited */
+    size_t max_sessions;      /* handshakes beyond get 503 (default 100000; 0 = unlimited) */
     size_t max_buffered;      /* bytes queued for a polling client that does not poll
                                  before its session is closed (default 16 MiB) */
 } eio_options_t;

@@ -12,16 +12,23 @@
 #include "frappe.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "frappe/fetch.h"
 #include "http/http_parser.h"
 
 /* One allocation per client: the strings live in `text` right after the
- * struct. origin is kept only when callbacks go to the client's Origin. */
+ * struct, each only as far as it is needed: origin only when callbacks go
+ * to it (no webserver_host, and it names a site of the bench), the sid only
+ * without an Authorization (which wins), and each within a bound. */
+#define FR_MAX_SITE 255   /* a site folder name */
+#define FR_MAX_SID 256    /* Frappe's sids are 56 characters */
+#define FR_MAX_AUTH 4096  /* "token key:secret", "Bearer <token>" */
 typedef struct fr_ident {
     uint32_t refs;
     bool origin_ok;     /* hostname(Host) == hostname(Origin) */
     bool has_cookie;    /* a Cookie header was sent */
+    bool auth_too_long; /* an Authorization over FR_MAX_AUTH: refused at CONNECT */
     char *site;         /* resolved site name */
     char *origin;       /* Origin header (for the callback URL), or NULL */
     char *sid;          /* sid cookie, or NULL */
@@ -64,6 +71,7 @@ struct frappe {
     sio_server_t *srv;
     frappe_options_t opt;
     char *webserver_base; /* http://host:port when webserver_host is set */
+    char *local_base;     /* http://127.0.0.1:webserver_port: callbacks for other origins */
     broker_t *broker;
     fetch_client_t *fetch;
     rt_list_t ops;
@@ -90,6 +98,31 @@ rt_slice_t frappe_hostname(rt_slice_t url)
     const char *colon = memchr(p, ':', (size_t)(end - p));
     if (colon) end = colon;
     return rt_slice(p, (size_t)(end - p));
+}
+
+bool frappe_site_origin(rt_slice_t origin, rt_slice_t *host)
+{
+    rt_slice_t rest;
+    if (origin.n > 7 && !memcmp(origin.p, "http://", 7)) rest = rt_slice(origin.p + 7, origin.n - 7);
+    else if (origin.n > 8 && !memcmp(origin.p, "https://", 8)) rest = rt_slice(origin.p + 8, origin.n - 8);
+    else return false;
+    size_t i = 0;
+    /* A hostname: letters, digits, '-', '_' and '.', not starting with a
+     * dot and with no empty label (no "..": it names a folder). */
+    for (; i < rest.n && rest.p[i] != ':'; i++) {
+        char ch = rest.p[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '_' || (ch == '.' && i > 0 && rest.p[i - 1] != '.');
+        if (!ok) return false;
+    }
+    if (i == 0 || i > FR_MAX_SITE || rest.p[i - 1] == '.') return false;
+    *host = rt_slice(rest.p, i);
+    if (i == rest.n) return true;
+    size_t digits = rest.n - i - 1; /* after ':' only a port */
+    if (digits < 1 || digits > 5) return false;
+    for (size_t k = i + 1; k < rest.n; k++)
+        if (rest.p[k] < '0' || rest.p[k] > '9') return false;
+    return true;
 }
 
 bool frappe_cookie_get(rt_slice_t h, const char *name, rt_buf_t *out)
@@ -171,6 +204,17 @@ static char *pack(char **at, rt_slice_t s, bool present)
     return p;
 }
 
+/* True if sites/<name>/site_config.json exists in the bench: name is a
+ * site folder (not "assets", not a path: frappe_site_origin checked it). */
+static bool site_exists(frappe_t *f, rt_slice_t name)
+{
+    if (!f->opt.bench) return false;
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/sites/%.*s/site_config.json", f->opt.bench, (int)name.n, name.p);
+    struct stat st;
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
 {
     frappe_t *f = ud;
@@ -185,14 +229,23 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
         site = rt_slice_cstr(f->opt.default_site);
     else if (origin.p && origin.n) site = frappe_hostname(origin);
     else site = hh.p ? hh : RT_SLICE("");
+    if (site.n > FR_MAX_SITE) site = RT_SLICE(""); /* no site folder is named so: Invalid namespace */
+    bool has_auth = auth.p && auth.n;
+    bool auth_too_long = has_auth && auth.n > FR_MAX_AUTH;
+    if (auth_too_long) has_auth = false;
     rt_buf_t sid = {0};
-    bool has_sid = cookie.p && frappe_cookie_get(cookie, "sid", &sid) && sid.len;
+    bool has_sid = !has_auth && !auth_too_long && cookie.p && frappe_cookie_get(cookie, "sid", &sid) &&
+                   sid.len && sid.len <= FR_MAX_SID;
     /* The decoded sid goes into a header of the callback: a value with
      * control bytes (%0d%0a...) would inject headers. It is no sid at all. */
     for (size_t i = 0; has_sid && i < sid.len; i++)
         if ((unsigned char)sid.data[i] < 0x20 || sid.data[i] == 0x7f) has_sid = false;
-    bool keep_origin = origin.p && !f->webserver_base;
-    bool has_auth = auth.p && auth.n;
+    /* Credentials and the secret go to the client's Origin only when it is
+     * a site of this bench by its own name; any other goes to the local web
+     * server (callback_url). */
+    rt_slice_t ohost;
+    bool keep_origin = origin.p && !f->webserver_base && frappe_site_origin(origin, &ohost) &&
+                       site_exists(f, ohost);
     size_t text = site.n + 1 + (keep_origin ? origin.n + 1 : 0) + (has_sid ? sid.len + 1 : 0) +
                   (has_auth ? auth.n + 1 : 0);
     fr_ident_t *id = rt_malloc(sizeof *id + text);
@@ -200,6 +253,7 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
     id->refs = 1;
     id->origin_ok = origin.p && rt_slice_eq(hh, frappe_hostname(origin));
     id->has_cookie = cookie.p && cookie.n;
+    id->auth_too_long = auth_too_long;
     id->site = pack(&at, site, true);
     id->origin = pack(&at, origin, keep_origin);
     id->sid = pack(&at, rt_slice(sid.data, sid.len), has_sid);
@@ -221,7 +275,9 @@ static void callback_url(frappe_t *f, const fr_ident_t *id, const char *path, rt
     url->len = 0;
     if (f->webserver_base) {
         rt_buf_append_cstr(url, f->webserver_base);
-    } else if (id->origin) {
+    } else if (!id->origin) {
+        rt_buf_append_cstr(url, f->local_base);
+    } else {
         const char *o = id->origin;
         if (f->opt.developer_mode) {
             /* Node: [protocol, host, port] = origin.split(":"), port swapped */
@@ -307,13 +363,7 @@ static void op_send(fr_op_t *op, rt_slice_t secret)
         headers[nh++] = h3.data;
     }
     headers[nh] = NULL;
-    if (url.len <= 1 || url.data[0] == '/') {
-        /* no Origin and no webserver_host: nowhere to call */
-        fetch_result_t r = {0, "no callback URL (no Origin header and no webserver_host)", false, RT_SLICE_NULL};
-        on_fetch(&r, op);
-    } else {
-        op->waiter = fetch_get(f->fetch, url.data, headers, on_fetch, op);
-    }
+    op->waiter = fetch_get(f->fetch, url.data, headers, on_fetch, op);
     rt_buf_free(&url);
     rt_buf_free(&h1);
     rt_buf_free(&h2);
@@ -479,6 +529,10 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
     }
     if (!id->origin_ok) {
         reject(f, s, "Invalid origin");
+        return;
+    }
+    if (id->auth_too_long) {
+        reject(f, s, "Unauthorized: Error: Authorization header too long");
         return;
     }
     if (!id->has_cookie && !id->authorization) {
@@ -827,6 +881,10 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
         rt_buf_putc(&b, 0);
         f->webserver_base = b.data;
     }
+    rt_buf_t lb = {0};
+    rt_buf_printf(&lb, "http://127.0.0.1:%d", opt->webserver_port);
+    rt_buf_putc(&lb, 0);
+    f->local_base = lb.data;
     f->fetch = fetch_client_new(loop, opt->auth_timeout_ms);
     static const sio_client_handler_t ch = {on_client, on_client_close};
     sio_server_set_client_handler(srv, &ch, f);
@@ -860,6 +918,7 @@ void frappe_free(frappe_t *f)
     if (!f) return;
     frappe_stop(f);
     free(f->webserver_base);
+    free(f->local_base);
     rt_buf_free(&f->tmp);
     free(f);
 }

@@ -11,8 +11,13 @@
 typedef struct frappe frappe_t;
 
 typedef struct {
+    const char *bench;          /* bench root (its sites/ names the sites) */
     const char *redis_url;      /* redis_queue */
-    const char *webserver_host; /* NULL: callbacks go to the client's Origin */
+    /* Where get_user_info and has_permission go: webserver_host:port when
+     * set; else the client's Origin when it names a site of the bench by its
+     * own name (scheme://site[:port], nothing more); else
+     * 127.0.0.1:webserver_port, with X-Frappe-Site-Name as always. */
+    const char *webserver_host;
     int webserver_port;
     const char *default_site;
     bool developer_mode;
@@ -41,6 +46,10 @@ const frappe_stats_t *frappe_stats(const frappe_t *f);
 /* Site-name helpers, pure (exposed for unit tests). hostname: the part after
  * "://" up to the next '/', then cut at the first ':'. */
 rt_slice_t frappe_hostname(rt_slice_t url);
+/* True if origin is exactly http(s)://host[:port] with host a plausible
+ * site folder name (letters, digits, '-', '_', '.', no empty label); *host
+ * gets it. No userinfo, path, query or fragment. */
+bool frappe_site_origin(rt_slice_t origin, rt_slice_t *host);
 /* The value of cookie `name` in a Cookie header (first occurrence; quotes
  * stripped; percent-decoded into out). Returns false when absent. */
 bool frappe_cookie_get(rt_slice_t header, const char *name, rt_buf_t *out);

@@ -70,11 +70,14 @@ struct sio_nsp {
     size_t namelen;
 };
 
-/* A binary packet waiting for its attachments. */
+/* A binary packet waiting for its attachments (bounded in bytes and time). */
 typedef struct {
     char *text; /* copy of the packet text */
     size_t text_len;
+    size_t bytes; /* attachment bytes so far */
     uint32_t want, have;
+    net_timer_t timer;
+    struct sio_client *c;
     rt_slice_t att[SIO_MAX_ATTACHMENTS];
 } sio_binpending_t;
 
@@ -103,7 +106,8 @@ struct sio_server {
     rt_map_t nsps;
     sio_dynamic_t dyn[8];
     int ndyn;
-    rt_list_t connect_wait;
+    rt_list_t connect_wait; /* clients not yet admitted anywhere, oldest first */
+    size_t npending;        /* their number */
     net_timer_t connect_timer;
     rt_pool_t socket_pool, client_pool, member_pool;
     uint32_t bcast_gen;
@@ -117,7 +121,13 @@ struct sio_server {
 static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
 static const char REASON_SERVER_NSP[] = "server namespace disconnect";
 
-void sio_options_default(sio_options_t *o) { o->connect_timeout = 45000; }
+void sio_options_default(sio_options_t *o)
+{
+    o->connect_timeout = 45000;
+    o->attachment_timeout = 10000;
+    o->max_attachment_bytes = 0;
+    o->max_pending = 10000;
+}
 
 /* ---- small accessors ---- */
 rt_slice_t sio_nsp_name(const sio_nsp_t *nsp) { return rt_slice(nsp->name, nsp->namelen); }
@@ -460,6 +470,14 @@ static sio_nsp_t *nsp_lookup_or_create(sio_server_t *srv, rt_slice_t name)
 /* ---- sockets ---- */
 void sio_socket_ref(sio_socket_t *s) { s->refs++; }
 
+/* The client is admitted (or gone): off the wait list. */
+static void client_unwait(sio_client_t *c)
+{
+    if (!rt_list_linked(&c->connect_wait)) return;
+    rt_list_remove(&c->connect_wait);
+    c->srv->npending--;
+}
+
 static void socket_free(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
@@ -525,7 +543,7 @@ void sio_socket_accept(sio_socket_t *s)
     rt_list_insert_tail(&nsp->sockets, &s->nsp_link);
     nsp->nsockets++;
     nsp->srv->stats.connects++;
-    if (rt_list_linked(&c->connect_wait)) rt_list_remove(&c->connect_wait);
+    client_unwait(c);
     rt_buf_t *b = enc_head(nsp, SIO_CONNECT, 0, -1);
     rt_buf_append_cstr(b, "{\"sid\":\"");
     rt_buf_append_cstr(b, s->id);
@@ -719,14 +737,28 @@ static bool placeholders_valid(rt_slice_t v, uint32_t n, int depth)
     return true;
 }
 
-static void bin_free(sio_client_t *c)
+static void bin_release(sio_binpending_t *b)
 {
-    sio_binpending_t *b = c->bin;
-    if (!b) return;
+    net_timer_stop(&b->timer);
     for (uint32_t i = 0; i < b->have; i++) free((void *)b->att[i].p);
     free(b->text);
     free(b);
+}
+
+static void bin_free(sio_client_t *c)
+{
+    if (!c->bin) return;
+    bin_release(c->bin);
     c->bin = NULL;
+}
+
+static void bin_timeout(net_loop_t *loop, net_timer_t *t)
+{
+    sio_binpending_t *b = rt_container_of(t, sio_binpending_t, timer);
+    RT_UNUSED(loop);
+    rt_warn_rl("sio", "closing a session whose binary event got %u of %u attachments in %u ms", b->have,
+               b->want, b->c->srv->opt.attachment_timeout);
+    protocol_error(b->c, "attachments did not arrive in time");
 }
 
 static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void *ud)
@@ -740,6 +772,15 @@ static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void
             protocol_error(c, "unexpected binary message");
             return;
         }
+        size_t budget = c->srv->opt.max_attachment_bytes ? c->srv->opt.max_attachment_bytes
+                                                         : eio_server_options(c->srv->eio)->max_payload;
+        if (data.n > budget - b->bytes) {
+            rt_warn_rl("sio", "closing a session whose binary event carries more than %zu bytes of "
+                              "attachments", budget);
+            protocol_error(c, "attachments too large");
+            return;
+        }
+        b->bytes += data.n;
         char *copy = rt_malloc(data.n ? data.n : 1);
         if (data.n) memcpy(copy, data.p, data.n);
         b->att[b->have++] = rt_slice(copy, data.n);
@@ -747,11 +788,10 @@ static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void
         sio_packet_t p;
         sio_packet_decode(rt_slice(b->text, b->text_len), &p); /* validated before */
         c->bin = NULL;
+        net_timer_stop(&b->timer);
         if (placeholders_valid(p.payload, b->have, 0)) dispatch(c, &p, b->att, b->have);
         else protocol_error(c, "illegal attachments");
-        for (uint32_t i = 0; i < b->have; i++) free((void *)b->att[i].p);
-        free(b->text);
-        free(b);
+        bin_release(b);
         return;
     }
     if (c->bin) {
@@ -768,6 +808,9 @@ static void eio_on_message(eio_session_t *es, bool binary, rt_slice_t data, void
         b->text = rt_strndup(data.p, data.n);
         b->text_len = data.n;
         b->want = p.attachments;
+        b->c = c;
+        net_timer_init(&b->timer, bin_timeout);
+        net_timer_start(c->srv->loop, &b->timer, c->srv->opt.attachment_timeout);
         c->bin = b;
         return;
     }
@@ -785,7 +828,7 @@ static void connect_timer_cb(net_loop_t *loop, net_timer_t *t)
             net_timer_start(loop, t, c->connect_deadline - now);
             return;
         }
-        rt_list_remove(&c->connect_wait);
+        client_unwait(c);
         if (c->eio) eio_session_close(c->eio);
     }
 }
@@ -793,6 +836,16 @@ static void connect_timer_cb(net_loop_t *loop, net_timer_t *t)
 static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
 {
     sio_server_t *srv = ud;
+    if (srv->opt.max_pending && srv->npending >= srv->opt.max_pending) {
+        /* Full of sessions that never got in: the oldest goes, so a flood of
+         * handshakes cannot lock out the clients that follow it. */
+        sio_client_t *old = rt_container_of(srv->connect_wait.next, sio_client_t, connect_wait);
+        rt_warn_rl("sio", "%zu sessions are waiting to join a namespace (max_pending): closing the oldest",
+                   srv->npending);
+        client_unwait(old);
+        srv->stats.evicted++;
+        if (old->eio) eio_session_close(old->eio);
+    }
     sio_client_t *c = rt_pool_alloc(&srv->client_pool);
     c->srv = srv;
     c->eio = es;
@@ -800,6 +853,7 @@ static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
     /* Constant timeout: the wait list stays sorted by deadline (FIFO). */
     c->connect_deadline = net_loop_now(srv->loop) + srv->opt.connect_timeout;
     rt_list_insert_tail(&srv->connect_wait, &c->connect_wait);
+    srv->npending++;
     if (!net_timer_active(&srv->connect_timer))
         net_timer_start(srv->loop, &srv->connect_timer, srv->opt.connect_timeout);
     if (srv->ch.on_client) srv->ch.on_client(c, req, srv->ch_ud);
@@ -811,7 +865,7 @@ static void eio_on_close(eio_session_t *es, eio_reason_t reason, void *ud)
     sio_client_t *c = eio_session_data(es);
     if (!c) return;
     c->eio = NULL;
-    if (rt_list_linked(&c->connect_wait)) rt_list_remove(&c->connect_wait);
+    client_unwait(c);
     while (c->sockets) socket_close(c->sockets, reason);
     bin_free(c);
     if (srv->ch.on_client_close) srv->ch.on_client_close(c, srv->ch_ud);

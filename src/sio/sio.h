@@ -14,6 +14,15 @@ typedef struct sio_client sio_client_t;
 
 typedef struct {
     unsigned connect_timeout; /* ms without any namespace joined before close (45000) */
+    /* A binary event's attachments must all arrive within attachment_timeout
+     * ms (10000) and total at most max_attachment_bytes (0: the Engine.IO
+     * max_payload), or the session is closed as a protocol error. */
+    unsigned attachment_timeout;
+    size_t max_attachment_bytes;
+    /* Engine.IO sessions not yet admitted to any namespace (handshaken, or
+     * with a socket still in the middleware) beyond which new handshakes
+     * are refused with 503 (0: no limit; default 10000). */
+    size_t max_pending;
 } sio_options_t;
 void sio_options_default(sio_options_t *o);
 
@@ -142,7 +151,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
 /* Counters. */
 typedef struct {
     uint64_t connects, connect_errors, disconnects, events_in, broadcasts, deliveries,
-        protocol_errors;
+        protocol_errors, evicted;
 } sio_stats_t;
 const sio_stats_t *sio_server_stats(const sio_server_t *srv);
 

@@ -460,6 +460,48 @@ test('a placeholder whose num has no attachment is a protocol error', async () =
   await healthy();
 });
 
+test('binary attachments: at most maxPayload bytes in all, within the attachment timeout', async () => {
+  const p2 = await freePort();
+  const rt2 = await startRealtimed(['--conformance', '--port', String(p2), '--max-payload', '100000',
+    '--attachment-timeout', '300', '--ping-interval', '60000', '--ping-timeout', '60000', '--log-level', 'warning']);
+  try {
+    const conn = async () => {
+      const { ws } = await eioWs(p2);
+      ws.text('40');
+      assert.match((await ws.nextText()).text, /^40\{"sid"/);
+      assert.equal((await ws.nextText()).text, '42["auth",{}]');
+      return ws;
+    };
+    // within the budget: echoed back with its attachments
+    let ws = await conn();
+    ws.text('452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
+    ws.binary(Buffer.alloc(40000, 1));
+    ws.binary(Buffer.alloc(40000, 2));
+    const echo = await ws.nextText();
+    assert.equal(echo.text, '452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
+    assert.equal((await ws.next()).payload.length, 40000);
+    assert.equal((await ws.next()).payload.length, 40000);
+    ws.destroy();
+    // over it (each message is within maxPayload, together they are not): closed
+    ws = await conn();
+    ws.text('452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
+    ws.binary(Buffer.alloc(60000, 1));
+    ws.binary(Buffer.alloc(60000, 2));
+    await expectClose(ws, 1005);
+    // attachments that never come: closed after the timeout
+    ws = await conn();
+    const t0 = Date.now();
+    ws.text('451-["message",{"_placeholder":true,"num":0}]');
+    await expectClose(ws, 1005);
+    assert.ok(Date.now() - t0 < 5000, `closed after ${Date.now() - t0} ms`);
+    assert.match(rt2.output(), /more than 100000 bytes of attachments/);
+    assert.match(rt2.output(), /got 0 of 1 attachments in 300 ms/);
+  } finally {
+    const r = await rt2.stop();
+    assert.deepEqual(r, { code: 0, signal: null }, rt2.output());
+  }
+});
+
 test('tolerated oddities: repeated CONNECT, unknown ack id, numeric event name', async () => {
   const { ws } = await eioWs(port);
   ws.text('40');

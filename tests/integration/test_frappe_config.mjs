@@ -264,13 +264,15 @@ test('socketio_uds: listens on a Unix socket; polling handshake, auth and events
   assert.equal(fs.existsSync(sock), false, 'socket file removed on exit');
 });
 
-test('without webserver_host the callback goes to the Origin; FRAPPE_SOCKETIO_PORT at runtime', async () => {
+test('without webserver_host the callback goes to the Origin when it names a site; FRAPPE_SOCKETIO_PORT at runtime', async () => {
   const [redis, fake] = await Promise.all([startRedis(), startFakeFrappe({ config: { users: USERS } })]);
   const port = await freePort();
   const bench = makeBench({
     // socketio_port from the file is overridden by the environment
     common_site_config: { redis_queue: redis.url, socketio_port: 1, webserver_port: 1 },
-    sites: [SITE1],
+    // the Origin's hostname is a site folder of the bench (any other Origin
+    // gets 127.0.0.1:webserver_port: test_hardening.mjs)
+    sites: [SITE1, '127.0.0.1'],
   });
   const rt = await startRealtimed([], { cwd: bench, port, env: { FRAPPE_SOCKETIO_PORT: String(port) } });
   servers.push(rt);

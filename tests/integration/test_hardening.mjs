@@ -139,3 +139,121 @@ test('input pipelined behind a parked long-poll: not read (backpressure), bounde
   for (const c of conns) c.destroy();
   await healthy();
 });
+
+/** A plain HTTP server that records every request (an attacker's, or a site's own). */
+async function recorder() {
+  const http = await import('node:http');
+  const seen = [];
+  const srv = http.createServer((req, res) => {
+    seen.push({ url: req.url, headers: req.headers });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ message: { user: 'alice@x', user_type: 'System User', installed_apps: ['frappe'] } }));
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { seen, port: srv.address().port, close: () => new Promise((r) => srv.close(r)) };
+}
+
+test("the auth backchannel never follows an Origin that is not a site's own name", async () => {
+  const { startRealtimed, makeBench, freePort } = await import('../lib/procs.mjs');
+  const { clientFor, connected, callbacks } = await import('../lib/frappe_helpers.mjs');
+  const evil = await recorder();
+  const port = await freePort();
+  // no webserver_host: the default bench config
+  const bench = makeBench({
+    common_site_config: { redis_queue: stack.redis.url, webserver_port: stack.fake.port, socketio_port: port },
+    sites: [SITE1, 'localhost'],
+  });
+  await stack.redis.command('SET', 'socketio_auth_secret', 'the-secret');
+  const rt = await startRealtimed([], { cwd: bench, port });
+  const local = { port, url: `http://127.0.0.1:${port}` };
+  try {
+    await stack.fake.reset();
+    const { USERS } = await import('../lib/frappe_helpers.mjs');
+    await stack.fake.config({ users: USERS, secret: 'the-secret' });
+    const attempts = [
+      `http://127.0.0.1:${evil.port}`, // any host that is no site folder
+      `http://127.0.0.1:${evil.port}/path?q=1`, // a path and a query
+      `http://${SITE1}@127.0.0.1:${evil.port}`, // userinfo: the Host check passes, curl would go elsewhere
+    ];
+    for (const origin of attempts) {
+      const host = origin.replace(/^https?:\/\//, '').replace(/[/?].*$/, '');
+      const s = clientFor(local, { origin, headers: { Host: host }, transports: ['websocket'] });
+      await connected(s); // authenticated through 127.0.0.1:webserver_port (the fake)
+      s.close();
+    }
+    assert.equal(evil.seen.length, 0, 'nothing, and above all no secret or cookie, went to the Origin');
+    const reqs = await callbacks(stack.fake, 'get_user_info', attempts.length);
+    for (const r of reqs) {
+      assert.equal(r.headers.host, `127.0.0.1:${stack.fake.port}`);
+      assert.equal(r.headers['x-frappe-site-name'], SITE1);
+      assert.equal(r.headers['x-frappe-socket-secret'], 'the-secret');
+    }
+    // An Origin that is a site of this bench by its own name is used as Node does.
+    const s = clientFor(local, { origin: `http://localhost:${evil.port}`, xsite: 'localhost', nsp: 'localhost',
+      headers: { Host: `localhost:${evil.port}` }, transports: ['websocket'] });
+    await connected(s);
+    s.close();
+    assert.equal(evil.seen.length, 1);
+    assert.match(evil.seen[0].url, /^\/api\/method\/frappe\.realtime\.get_user_info/);
+  } finally {
+    await stack.redis.command('DEL', 'socketio_auth_secret');
+    await stack.fake.reset();
+    const { USERS } = await import('../lib/frappe_helpers.mjs');
+    await stack.fake.config({ users: USERS });
+    const r = await rt.stop();
+    await evil.close();
+    assert.deepEqual(r, { code: 0, signal: null }, rt.output());
+  }
+});
+
+test('session flood: pending handshakes evict the oldest, max_sessions answers 503, long Authorization refused', async () => {
+  const { startRealtimed, makeBench, freePort } = await import('../lib/procs.mjs');
+  const { rawPolling, httpRequest, clientFor, connected, connectError, callbacks } = await import('../lib/frappe_helpers.mjs');
+  const port = await freePort();
+  const bench = makeBench({
+    common_site_config: { redis_queue: stack.redis.url, webserver_port: stack.fake.port, socketio_port: port },
+    sites: [SITE1],
+  });
+  const rt = await startRealtimed(['--webserver-host', '127.0.0.1', '--max-pending', '50', '--max-sessions', '120'],
+    { cwd: bench, port });
+  const local = { port, url: `http://127.0.0.1:${port}` };
+  const target = { port };
+  try {
+    // 100 handshakes that never CONNECT: the first 50 are closed as the next 50 arrive
+    const flood = [];
+    for (let i = 0; i < 100; i++) flood.push(await rawPolling(target));
+    const poll = (sid) => httpRequest({ ...target, path: `/socket.io/?EIO=4&transport=polling&sid=${sid}` });
+    const oldest = await poll(flood[0].sid);
+    assert.equal(oldest.status, 400);
+    assert.equal(oldest.body, '{"code":1,"message":"Session ID unknown"}');
+    assert.match(rt.output(), /waiting to join a namespace \(max_pending\): closing the oldest/);
+    // a real client after the flood still gets in
+    const s = clientFor(local, { transports: ['websocket'] });
+    await connected(s);
+    // admitted sessions are not pending; the total is capped by max_sessions
+    const admitted = [];
+    // sessions now: 49 of the flood still pending (s's handshake evicted one more) and s
+    for (let i = 0; i < 120 - 49 - 1; i++) {
+      const p = await rawPolling(target);
+      assert.equal(await p.send('40'), 'ok'); // "/" admits without auth
+      admitted.push(p);
+    }
+    const full = await httpRequest({ ...target, path: '/socket.io/?EIO=4&transport=polling' });
+    assert.equal(full.status, 503);
+    assert.equal(full.headers['retry-after'], '1');
+    assert.equal(full.body, '{"code":3,"message":"Server is full"}');
+    assert.match(rt.output(), /refused a handshake: 120 sessions \(max_sessions\)/);
+    s.close();
+    // an Authorization longer than 4 KiB is refused before any callback
+    await stack.fake.reset();
+    const { USERS } = await import('../lib/frappe_helpers.mjs');
+    await stack.fake.config({ users: USERS });
+    for (const p of admitted) await p.send('1'); // free the slots
+    const big = clientFor(local, { cookie: null, authorization: `token ${'k'.repeat(15000)}`, transports: ['websocket'] });
+    assert.equal(await connectError(big), 'Unauthorized: Error: Authorization header too long');
+    assert.equal((await stack.fake.requests('get_user_info')).length, 0);
+  } finally {
+    const r = await rt.stop();
+    assert.deepEqual(r, { code: 0, signal: null }, rt.output());
+  }
+});
