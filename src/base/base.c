@@ -572,30 +572,60 @@ ssize_t rt_base64_decode(uint8_t *out, const char *in, size_t n)
     return (ssize_t)o;
 }
 
+/* ---- percent-encoding (the one decoder: query strings, cookies, paths,
+ * Redis URLs) ---- */
+int rt_url_decode(rt_slice_t in, bool plus_is_space, rt_buf_t *out)
+{
+    size_t start_len = out->len;
+    rt_buf_reserve(out, in.n); /* decoding never grows the text */
+    for (size_t i = 0; i < in.n; i++) {
+        char c = in.p[i];
+        if (c == '%') {
+            int hi = in.n - i >= 3 ? rt_hexval(in.p[i + 1]) : -1;
+            int lo = hi >= 0 ? rt_hexval(in.p[i + 2]) : -1;
+            if (lo < 0) {
+                out->len = start_len; /* leave out as it was */
+                return RT_EPROTO;
+            }
+            out->data[out->len++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out->data[out->len++] = ' ';
+        } else {
+            out->data[out->len++] = c;
+        }
+    }
+    return RT_OK;
+}
+
+void rt_form_encode(rt_slice_t in, rt_buf_t *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < in.n; i++) {
+        unsigned char c = (unsigned char)in.p[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '*' || c == '-' || c == '.' || c == '_') {
+            rt_buf_putc(out, (char)c);
+        } else if (c == ' ') {
+            rt_buf_putc(out, '+');
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            rt_buf_append(out, e, 3);
+        }
+    }
+}
+
 /* ---- UTF-8 (RFC 3629: no overlongs, no surrogates, max U+10FFFF) ---- */
 bool rt_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
-        unsigned char c = *p;
-        if (c < 0x80) {
+        if (*p < 0x80) {
             p++;
             continue;
         }
-        size_t len;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return false;
-        if ((size_t)(end - p) < len) return false;
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (p[i] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
+        size_t len = rt_utf8_seq(p, (size_t)(end - p));
+        if (!len) return false;
         p += len;
     }
     return true;

@@ -243,8 +243,46 @@ size_t rt_base64_encode(char *out, const uint8_t *in, size_t n);
 /* Decodes standard base64 (padding optional); returns decoded length or -1. out needs 3*n/4+3. */
 ssize_t rt_base64_decode(uint8_t *out, const char *in, size_t n);
 
+/* ---- hex and percent-encoding ---- */
+/* Value of a hex digit, or -1. */
+static inline int rt_hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+/* Percent-decodes (and '+' -> ' ' when plus_is_space) into out (appended).
+ * Returns 0, or RT_EPROTO on a bad escape with out left as it was. */
+int rt_url_decode(rt_slice_t in, bool plus_is_space, rt_buf_t *out);
+/* Appends in, form-encoded like URLSearchParams (space -> '+', unreserved
+ * *-._ and alphanumerics kept, everything else %XX uppercase). */
+void rt_form_encode(rt_slice_t in, rt_buf_t *out);
+
 /* ---- UTF-8 ---- */
 bool rt_utf8_valid(const char *p, size_t n);
+/* Length of the valid multibyte sequence at p[0] (>= 0x80) within left
+ * bytes, or 0 if it is malformed, overlong, a surrogate, above U+10FFFF or
+ * truncated. rt_utf8_valid and the JSON scanner share it. */
+static inline size_t rt_utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned c = p[0];
+    if (c >= 0xC2 && c <= 0xDF) return left >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && p[1] < 0xA0) return 0;  /* overlong */
+        if (c == 0xED && p[1] >= 0xA0) return 0; /* U+D800..U+DFFF */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && p[1] < 0x90) return 0;  /* overlong */
+        if (c == 0xF4 && p[1] >= 0x90) return 0; /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
 
 #include "json.h"
 

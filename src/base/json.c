@@ -22,19 +22,11 @@ static inline uptr skip_ws(uptr p, uptr e)
 
 static inline bool is_digit(unsigned c) { return c - '0' < 10u; }
 
-static inline int hex_val(unsigned c)
-{
-    if (c - '0' < 10u) return (int)(c - '0');
-    c |= 0x20;
-    if (c - 'a' < 6u) return (int)(c - 'a' + 10);
-    return -1;
-}
-
 /* Value of the 4 hex digits at p, or -1 (also when fewer than 4 bytes remain). */
 static inline int hex4(uptr p, uptr e)
 {
     if (e - p < 4) return -1;
-    int a = hex_val(p[0]), b = hex_val(p[1]), c = hex_val(p[2]), d = hex_val(p[3]);
+    int a = rt_hexval(p[0]), b = rt_hexval(p[1]), c = rt_hexval(p[2]), d = rt_hexval(p[3]);
     if ((a | b | c | d) < 0) return -1;
     return a << 12 | b << 8 | c << 4 | d;
 }
@@ -68,32 +60,6 @@ static inline uint64_t load64(uptr p)
     return v;
 }
 
-/* One UTF-8 multibyte sequence at p (p[0] >= 0x80): the byte after it, or NULL
- * if it is malformed, overlong, a surrogate, above U+10FFFF or truncated. */
-static uptr utf8_step(uptr p, uptr e)
-{
-    unsigned c = p[0];
-    ptrdiff_t left = e - p;
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (left < 2 || (p[1] & 0xC0) != 0x80) return NULL;
-        return p + 2;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return NULL;
-        if (c == 0xE0 && p[1] < 0xA0) return NULL;  /* overlong */
-        if (c == 0xED && p[1] >= 0xA0) return NULL; /* U+D800..U+DFFF */
-        return p + 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return NULL;
-        if (c == 0xF0 && p[1] < 0x90) return NULL;  /* overlong */
-        if (c == 0xF4 && p[1] >= 0x90) return NULL; /* above U+10FFFF */
-        return p + 4;
-    }
-    return NULL;
-}
-
 /* Validates a string body; p is just past the opening quote. Returns the byte
  * after the closing quote or NULL. Lone surrogate escapes are accepted, as
  * JSON.parse does. */
@@ -118,10 +84,12 @@ static uptr scan_string(uptr p, uptr e)
             default: return NULL;
             }
             break;
-        case S_UTF8:
-            p = utf8_step(p, e);
-            if (!p) return NULL;
+        case S_UTF8: {
+            size_t k = rt_utf8_seq(p, (size_t)(e - p));
+            if (!k) return NULL;
+            p += k;
             break;
+        }
         default: return NULL; /* raw control character */
         }
     }

@@ -1,13 +1,19 @@
-/* broker: Redis (hiredis async on our loop) and in-process implementations.
+/* broker: where published events come from: Redis through hiredis async,
+ * driven by our loop, on two links (a subscriber and a command connection).
  *
- * Each Redis link (subscriber, command) is a small state machine:
+ * Each link is a small state machine:
  *
- *   IDLE --connect--> CONNECTING --connected--> READY (AUTH/SELECT/SUBSCRIBE sent)
- *     ^                    |                       |
- *     +---- backoff timer <-+------ disconnected <--+
+ *   IDLE --connect--> CONNECTING --connected--> SETUP (AUTH, SELECT, then
+ *     ^                    |                      |   SUBSCRIBE or PING)
+ *     |                    |                      +--all answered--> READY
+ *     +---- backoff timer <+------ failed / lost <+-------------------+
  *
- * The backoff doubles from 100 ms to 5 s with jitter; an outage is logged
- * once when it starts and once when it ends. */
+ * A link is ready only once Redis accepted its setup, so a wrong password
+ * is a failure like a refused connection: it backs off (100 ms doubling to
+ * 5 s, with jitter) and is never reported as "reconnected". Outages are
+ * logged for the broker as a whole: one line when the first link fails
+ * (at startup too), reminders after 10 s, 30 s, 1 min and then every 5 min,
+ * and one line when both links are ready again. */
 #include "broker.h"
 
 #include <errno.h>
@@ -23,55 +29,57 @@ struct broker_link {
     net_io_t io;
     net_timer_t timer;       /* connect timeout / reconnect backoff */
     unsigned backoff_ms;
+    unsigned setup_left;     /* setup replies still awaited */
     bool ready;
-    bool was_ready;          /* for outage logging */
-    uint64_t down_since;
 };
+
+/* A GET waiting for the command link, or in flight on it. */
+typedef struct get_req {
+    rt_list_t link;          /* in b->gets while waiting or in flight */
+    broker_t *b;
+    char *key;
+    broker_get_cb cb;        /* NULL once answered (timed out): the reply is dropped */
+    void *ud;
+    net_timer_t timer;
+    bool sent;
+} get_req_t;
 
 struct broker {
     net_loop_t *loop;
-    bool local;
     broker_url_t url;
-    char *url_text;
+    char where[160];         /* host:port or the socket path, for logs */
     char **channels;
     size_t nchannels;
     broker_handler_t h;
     void *ud;
     broker_link_t sub, cmd;
     bool subscribed;
+    bool ever_up;
+    bool closing;            /* broker_free: in-flight GETs fail now */
+    uint64_t outage_since;   /* loop ms, 0 while up */
+    unsigned reminders;
+    net_timer_t remind;
+    char why[128];           /* last failure */
+    rt_list_t gets;
     broker_stats_t stats;
 };
 
 /* ---- URL ---- */
 static char *dup_range(const char *a, const char *b) { return rt_strndup(a, (size_t)(b - a)); }
 
-static int hexv(char c)
+/* Percent-decodes [a, b) (the one decoder, base's); sets *bad on a bad escape. */
+static char *pct_decode(const char *a, const char *b, bool *bad)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static char *pct_decode(const char *a, const char *b)
-{
-    char *out = rt_malloc((size_t)(b - a) + 1), *o = out;
-    while (a < b) {
-        if (*a == '%' && b - a >= 3 && hexv(a[1]) >= 0 && hexv(a[2]) >= 0) {
-            *o++ = (char)(hexv(a[1]) * 16 + hexv(a[2]));
-            a += 3;
-        } else {
-            *o++ = *a++;
-        }
-    }
-    *o = 0;
-    return out;
+    rt_buf_t out = {0};
+    if (rt_url_decode(rt_slice(a, (size_t)(b - a)), false, &out) < 0) *bad = true;
+    rt_buf_putc(&out, 0);
+    return out.data;
 }
 
 int broker_url_parse(const char *url, broker_url_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    bool unix_sock;
+    bool unix_sock, bad = false;
     const char *p;
     if (!strncmp(url, "redis://", 8)) unix_sock = false, p = url + 8;
     else if (!strncmp(url, "unix://", 7)) unix_sock = true, p = url + 7;
@@ -86,10 +94,10 @@ int broker_url_parse(const char *url, broker_url_t *out, char *err, size_t errle
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
-            if (colon > p) out->user = pct_decode(p, colon);
-            out->password = pct_decode(colon + 1, at);
+            if (colon > p) out->user = pct_decode(p, colon, &bad);
+            out->password = pct_decode(colon + 1, at, &bad);
         } else if (at > p) {
-            out->password = pct_decode(p, at); /* "secret@host": a bare password */
+            out->password = pct_decode(p, at, &bad); /* "secret@host": a bare password */
         }
         p = at + 1;
     }
@@ -98,10 +106,15 @@ int broker_url_parse(const char *url, broker_url_t *out, char *err, size_t errle
             const char *amp = strchr(s, '&');
             if (!amp) amp = s + strlen(s);
             if (!strncmp(s, "db=", 3)) out->db = atoi(s + 3);
-            else if (!strncmp(s, "password=", 9) && !out->password) out->password = pct_decode(s + 9, amp);
+            else if (!strncmp(s, "password=", 9) && !out->password) out->password = pct_decode(s + 9, amp, &bad);
             s = *amp ? amp + 1 : amp;
         }
         end = q;
+    }
+    if (bad) {
+        snprintf(err, errlen, "invalid percent-encoding in the Redis URL's credentials");
+        broker_url_free(out);
+        return RT_EPROTO;
     }
     if (unix_sock) {
         if (p >= end || *p != '/') {
@@ -155,12 +168,54 @@ void broker_url_free(broker_url_t *u)
     memset(u, 0, sizeof *u);
 }
 
+/* ---- outage logging ---- */
+static void remind_cb(net_loop_t *loop, net_timer_t *t)
+{
+    broker_t *b = rt_container_of(t, broker_t, remind);
+    if (!b->outage_since) return;
+    uint64_t down = net_loop_now(loop) - b->outage_since;
+    rt_warn("broker", "Redis at %s still unavailable after %llu s (%s): retrying", b->where,
+            (unsigned long long)(down / 1000), b->why);
+    static const unsigned next_s[] = {20, 30, 240}; /* at 10 s, 30 s, 1 min, then every 5 min */
+    unsigned d = next_s[RT_MIN(b->reminders, RT_ARRAY_LEN(next_s) - 1)];
+    if (b->reminders >= RT_ARRAY_LEN(next_s)) d = 300;
+    b->reminders++;
+    net_timer_start(loop, t, d * 1000ull);
+}
+
+static void outage_begin(broker_t *b, bool lost)
+{
+    if (b->outage_since) return;
+    b->outage_since = net_loop_now(b->loop);
+    b->reminders = 0;
+    if (lost) rt_warn("broker", "lost the Redis connection to %s (%s): reconnecting", b->where, b->why);
+    else rt_warn("broker", "cannot reach Redis at %s (%s): retrying", b->where, b->why);
+    net_timer_start(b->loop, &b->remind, 10000);
+}
+
+static void outage_check_end(broker_t *b)
+{
+    if (!b->sub.ready || !b->cmd.ready) return;
+    if (b->outage_since) {
+        uint64_t down = net_loop_now(b->loop) - b->outage_since;
+        if (b->ever_up) rt_notice("broker", "reconnected to Redis at %s after %llu ms", b->where,
+                                  (unsigned long long)down);
+        else rt_notice("broker", "connected to Redis at %s after %llu ms", b->where, (unsigned long long)down);
+        b->outage_since = 0;
+        net_timer_stop(&b->remind);
+    } else if (!b->ever_up) {
+        rt_info("broker", "connected to Redis at %s", b->where);
+    }
+    if (b->ever_up) b->stats.reconnects++;
+    b->ever_up = true;
+}
+
 /* ---- hiredis adapter on our loop ---- */
 static void link_update_io(broker_link_t *l, uint32_t add, uint32_t del)
 {
     if (!l->ac) return;
     uint32_t ev = (l->io.events | add) & ~del;
-    net_io_set(l->b->loop, &l->io, ev);
+    if (net_io_set(l->b->loop, &l->io, ev) < 0) redisAsyncDisconnect(l->ac);
 }
 static void ad_add_read(void *p) { link_update_io(p, NET_READ, 0); }
 static void ad_del_read(void *p) { link_update_io(p, 0, NET_READ); }
@@ -184,6 +239,7 @@ static void link_io_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
 }
 
 static void link_connect(broker_link_t *l);
+static void gets_flush(broker_t *b);
 
 static void link_schedule_reconnect(broker_link_t *l)
 {
@@ -194,20 +250,19 @@ static void link_schedule_reconnect(broker_link_t *l)
     net_timer_start(l->b->loop, &l->timer, d);
 }
 
+/* The link failed (connect, setup) or was lost: back off and retry. */
 static void link_down(broker_link_t *l, const char *why)
 {
     broker_t *b = l->b;
     bool was = l->ready;
     l->ready = false;
+    l->setup_left = 0;
+    snprintf(b->why, sizeof b->why, "%s", why && *why ? why : "connection closed");
     if (l->sub && b->subscribed) {
         b->subscribed = false;
         if (b->h.on_state) b->h.on_state(false, b->ud);
     }
-    if (was || !l->down_since) {
-        if (was) rt_warn("broker", "lost the Redis %s connection (%s): reconnecting",
-                         l->sub ? "subscriber" : "command", why ? why : "closed");
-        l->down_since = net_loop_now(b->loop);
-    }
+    outage_begin(b, was || b->ever_up);
     link_schedule_reconnect(l);
 }
 
@@ -220,6 +275,42 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     link_down(l, ac->errstr[0] ? ac->errstr : NULL);
 }
 
+/* Every setup command of a link answers here; the link is ready after the
+ * last one. An error reply (wrong password, no such db, ACL) fails it. */
+static void link_setup_done(broker_link_t *l)
+{
+    if (--l->setup_left) return;
+    broker_t *b = l->b;
+    l->ready = true;
+    l->backoff_ms = 100;
+    net_timer_stop(&l->timer);
+    if (l->sub && !b->subscribed) {
+        b->subscribed = true;
+        if (b->h.on_state) b->h.on_state(true, b->ud);
+    }
+    if (!l->sub) gets_flush(b);
+    outage_check_end(b);
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    broker_link_t *l = ac->data;
+    redisReply *reply = r;
+    RT_UNUSED(priv);
+    if (!l || !reply || l->ready) return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[128];
+        snprintf(why, sizeof why, "Redis refused the %s link's setup: %.80s", l->sub ? "subscriber" : "command",
+                 reply->str);
+        ac->data = NULL; /* on_disconnect would report it again */
+        redisAsyncDisconnect(ac);
+        l->ac = NULL;
+        link_down(l, why);
+        return;
+    }
+    link_setup_done(l);
+}
+
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     broker_link_t *l = ac->data;
@@ -227,6 +318,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     RT_UNUSED(priv);
     if (!l || !reply) return;
     broker_t *b = l->b;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        on_setup_reply(ac, r, priv);
+        return;
+    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
     redisReply *kind = reply->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
@@ -234,19 +329,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
         b->stats.messages++;
         b->h.on_message(rt_slice(reply->element[1]->str, reply->element[1]->len),
                         rt_slice(reply->element[2]->str, reply->element[2]->len), b->ud);
-    } else if (!strcmp(kind->str, "subscribe") && !b->subscribed) {
-        b->subscribed = true;
-        if (b->h.on_state) b->h.on_state(true, b->ud);
-    }
-}
-
-static void on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    redisReply *reply = r;
-    RT_UNUSED(priv);
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        rt_error("broker", "Redis refused AUTH/SELECT: %s", reply->str);
-        redisAsyncDisconnect(ac);
+    } else if (!strcmp(kind->str, "subscribe") && !l->ready) {
+        link_setup_done(l);
     }
 }
 
@@ -261,28 +345,29 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     broker_t *b = l->b;
-    net_timer_stop(&l->timer);
-    l->ready = true;
-    l->backoff_ms = 100;
-    if (l->down_since && l->was_ready)
-        rt_notice("broker", "reconnected to Redis (%s) after %llu ms", l->sub ? "subscriber" : "command",
-                  (unsigned long long)(net_loop_now(b->loop) - l->down_since));
-    else if (l->sub)
-        rt_info("broker", "connected to Redis");
-    if (l->was_ready) b->stats.reconnects++;
-    l->was_ready = true;
-    l->down_since = 0;
+    /* Connected; ready once every setup command is answered (the connect
+     * timer keeps running until then: a Redis that accepts and never
+     * answers is a failure too). */
+    l->setup_left = 0;
     if (b->url.password) {
+        l->setup_left++;
         if (b->url.user)
-            redisAsyncCommand(ac, on_auth_reply, NULL, "AUTH %s %s", b->url.user, b->url.password);
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", b->url.user, b->url.password);
         else
-            redisAsyncCommand(ac, on_auth_reply, NULL, "AUTH %s", b->url.password);
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", b->url.password);
     }
     if (l->sub) {
-        for (size_t i = 0; i < b->nchannels; i++)
+        for (size_t i = 0; i < b->nchannels; i++) {
+            l->setup_left++;
             redisAsyncCommand(ac, on_sub_reply, NULL, "SUBSCRIBE %s", b->channels[i]);
-    } else if (b->url.db) {
-        redisAsyncCommand(ac, on_auth_reply, NULL, "SELECT %d", b->url.db);
+        }
+    } else {
+        if (b->url.db) {
+            l->setup_left++;
+            redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", b->url.db);
+        }
+        l->setup_left++;
+        redisAsyncCommand(ac, on_setup_reply, NULL, "PING");
     }
 }
 
@@ -291,12 +376,12 @@ static void link_timer_cb(net_loop_t *loop, net_timer_t *t)
     broker_link_t *l = rt_container_of(t, broker_link_t, timer);
     RT_UNUSED(loop);
     if (l->ac && !l->ready) {
-        /* connect timed out: drop it; the disconnect callback reschedules */
+        /* connect or setup timed out: drop it and back off */
         redisAsyncContext *ac = l->ac;
         ac->data = NULL;
         redisAsyncFree(ac);
         l->ac = NULL;
-        link_down(l, "connect timeout");
+        link_down(l, "no answer within 5 s");
         return;
     }
     if (!l->ac) link_connect(l);
@@ -343,13 +428,6 @@ static void link_init(broker_t *b, broker_link_t *l, bool sub)
     net_timer_init(&l->timer, link_timer_cb);
 }
 
-static void copy_channels(broker_t *b, const char *const *channels, size_t n)
-{
-    b->channels = rt_calloc(n ? n : 1, sizeof *b->channels);
-    b->nchannels = n;
-    for (size_t i = 0; i < n; i++) b->channels[i] = rt_strndup(channels[i], strlen(channels[i]));
-}
-
 broker_t *broker_redis_new(net_loop_t *loop, const char *url, const char *const *channels,
                            size_t nchannels, const broker_handler_t *h, void *ud, char *err,
                            size_t errlen)
@@ -360,27 +438,19 @@ broker_t *broker_redis_new(net_loop_t *loop, const char *url, const char *const 
         return NULL;
     }
     b->loop = loop;
-    b->url_text = rt_strndup(url, strlen(url));
+    if (b->url.path) snprintf(b->where, sizeof b->where, "%s", b->url.path);
+    else snprintf(b->where, sizeof b->where, "%s:%d", b->url.host, b->url.port);
     b->h = *h;
     b->ud = ud;
-    copy_channels(b, channels, nchannels);
+    b->channels = rt_calloc(nchannels ? nchannels : 1, sizeof *b->channels);
+    b->nchannels = nchannels;
+    for (size_t i = 0; i < nchannels; i++) b->channels[i] = rt_strndup(channels[i], strlen(channels[i]));
+    rt_list_init(&b->gets);
+    net_timer_init(&b->remind, remind_cb);
     link_init(b, &b->sub, true);
     link_init(b, &b->cmd, false);
     link_connect(&b->sub);
     link_connect(&b->cmd);
-    return b;
-}
-
-broker_t *broker_local_new(net_loop_t *loop, const char *const *channels, size_t nchannels,
-                           const broker_handler_t *h, void *ud)
-{
-    broker_t *b = rt_calloc(1, sizeof *b);
-    b->loop = loop;
-    b->local = true;
-    b->h = *h;
-    b->ud = ud;
-    b->subscribed = true;
-    copy_channels(b, channels, nchannels);
     return b;
 }
 
@@ -390,73 +460,122 @@ static void link_free(broker_link_t *l)
     if (l->ac) {
         redisAsyncContext *ac = l->ac;
         ac->data = NULL;
-        redisAsyncFree(ac);
+        redisAsyncFree(ac); /* in-flight GETs are answered (NULL reply) */
         l->ac = NULL;
     }
 }
 
+static void get_answer(get_req_t *g, bool ok, rt_slice_t value);
+
 void broker_free(broker_t *b)
 {
     if (!b) return;
-    if (!b->local) {
-        link_free(&b->sub);
-        link_free(&b->cmd);
-    }
+    b->closing = true;
+    link_free(&b->sub);
+    link_free(&b->cmd);
+    while (!rt_list_empty(&b->gets)) /* waiting ones */
+        get_answer(rt_container_of(b->gets.next, get_req_t, link), false, RT_SLICE_NULL);
+    net_timer_stop(&b->remind);
     for (size_t i = 0; i < b->nchannels; i++) free(b->channels[i]);
     free(b->channels);
     broker_url_free(&b->url);
-    free(b->url_text);
     free(b);
 }
 
-typedef struct {
-    broker_get_cb cb;
-    void *ud;
-} get_req_t;
+/* ---- GET: waits for the command link, bounded by a timeout ---- */
+static void get_release(get_req_t *g)
+{
+    net_timer_stop(&g->timer);
+    if (rt_list_linked(&g->link)) rt_list_remove(&g->link);
+    free(g->key);
+    free(g);
+}
+
+/* Calls the callback once. A request in flight stays allocated until its
+ * reply (hiredis holds it); a waiting one is freed now. */
+static void get_answer(get_req_t *g, bool ok, rt_slice_t value)
+{
+    broker_get_cb cb = g->cb;
+    void *ud = g->ud;
+    g->cb = NULL;
+    net_timer_stop(&g->timer);
+    if (rt_list_linked(&g->link)) rt_list_remove(&g->link);
+    if (!g->sent) get_release(g);
+    if (cb) cb(ok, value, ud);
+}
 
 static void on_get_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     RT_UNUSED(ac);
     get_req_t *g = priv;
     redisReply *reply = r;
-    if (!reply) g->cb(false, RT_SLICE_NULL, g->ud); /* disconnected before the answer */
-    else if (reply->type == REDIS_REPLY_STRING) g->cb(true, rt_slice(reply->str, reply->len), g->ud);
-    else if (reply->type == REDIS_REPLY_NIL) g->cb(true, RT_SLICE_NULL, g->ud);
-    else g->cb(false, RT_SLICE_NULL, g->ud);
-    free(g);
-}
-
-void broker_get(broker_t *b, const char *key, broker_get_cb cb, void *ud)
-{
-    if (b->local || !b->cmd.ready || !b->cmd.ac) {
-        cb(b->local, RT_SLICE_NULL, ud);
+    if (!reply && g->cb && !g->b->closing) {
+        /* The link went down with the GET in flight: it waits for the next
+         * link (still bounded by its timer). */
+        g->sent = false;
         return;
     }
-    get_req_t *g = rt_malloc(sizeof *g);
+    void *ud = g->ud;
+    broker_get_cb cb = g->cb;
+    g->cb = NULL;
+    get_release(g); /* the reply (or the link's end) is the last thing hiredis tells of it */
+    if (!cb) return;  /* answered already: timed out */
+    if (!reply) cb(false, RT_SLICE_NULL, ud); /* disconnected before the answer */
+    else if (reply->type == REDIS_REPLY_STRING) cb(true, rt_slice(reply->str, reply->len), ud);
+    else if (reply->type == REDIS_REPLY_NIL) cb(true, RT_SLICE_NULL, ud);
+    else cb(false, RT_SLICE_NULL, ud);
+}
+
+static void get_timeout(net_loop_t *loop, net_timer_t *t)
+{
+    get_req_t *g = rt_container_of(t, get_req_t, timer);
+    broker_t *b = g->b;
+    RT_UNUSED(loop);
+    if (g->sent) rt_warn_rl("broker", "Redis at %s did not answer GET %s in time (stalled?)", b->where, g->key);
+    else rt_warn_rl("broker", "Redis at %s unavailable: GET %s not sent in time (%s)", b->where, g->key, b->why);
+    get_answer(g, false, RT_SLICE_NULL);
+}
+
+/* Sends g; if hiredis refuses (its context is going away) it keeps waiting
+ * for the next link, bounded by its timer. */
+static void get_send(broker_t *b, get_req_t *g)
+{
+    if (redisAsyncCommand(b->cmd.ac, on_get_reply, g, "GET %s", g->key) == REDIS_OK) g->sent = true;
+}
+
+/* The command link became ready: send every waiting GET. */
+static void gets_flush(broker_t *b)
+{
+    rt_list_t *it, *nx;
+    rt_list_foreach_safe(it, nx, &b->gets)
+    {
+        get_req_t *g = rt_container_of(it, get_req_t, link);
+        if (!g->sent && b->cmd.ready && b->cmd.ac) get_send(b, g);
+    }
+}
+
+void broker_get(broker_t *b, const char *key, unsigned timeout_ms, broker_get_cb cb, void *ud)
+{
+    get_req_t *g = rt_calloc(1, sizeof *g);
+    g->b = b;
+    g->key = rt_strndup(key, strlen(key));
     g->cb = cb;
     g->ud = ud;
-    if (redisAsyncCommand(b->cmd.ac, on_get_reply, g, "GET %s", key) != REDIS_OK) {
-        free(g);
-        cb(false, RT_SLICE_NULL, ud);
-    }
+    net_timer_init(&g->timer, get_timeout);
+    net_timer_start(b->loop, &g->timer, timeout_ms);
+    rt_list_insert_tail(&b->gets, &g->link);
+    if (b->cmd.ready && b->cmd.ac) get_send(b, g);
 }
 
 void broker_publish(broker_t *b, const char *channel, rt_slice_t payload)
 {
-    if (b->local) {
-        for (size_t i = 0; i < b->nchannels; i++)
-            if (!strcmp(b->channels[i], channel)) {
-                b->stats.messages++;
-                b->h.on_message(rt_slice_cstr(channel), payload, b->ud);
-            }
-        return;
-    }
     if (!b->cmd.ready || !b->cmd.ac ||
         redisAsyncCommand(b->cmd.ac, NULL, NULL, "PUBLISH %s %b", channel, payload.p, payload.n) != REDIS_OK) {
         b->stats.dropped_publishes++;
-        rt_warn("broker", "Redis unavailable: dropped a publish to '%s'", channel);
+        rt_warn_rl("broker", "Redis unavailable: dropped a publish to '%s'", channel);
     }
 }
 
 bool broker_subscribed(const broker_t *b) { return b->subscribed; }
+bool broker_ready(const broker_t *b) { return b->sub.ready && b->cmd.ready; }
 const broker_stats_t *broker_stats(const broker_t *b) { return &b->stats; }

@@ -1,7 +1,6 @@
-/* broker: where published events come from. A Redis implementation (hiredis
- * async, driven by our loop: one subscriber connection and one command
- * connection, reconnect with backoff and resubscribe) and an in-process one
- * (tests, single node without Redis) behind the same calls. */
+/* broker: where published events come from: Redis (hiredis async, driven by
+ * our loop: one subscriber connection and one command connection, reconnect
+ * with backoff, resubscribe, outages logged once with reminders). */
 #ifndef RT_BROKER_H
 #define RT_BROKER_H
 #include "net/net.h"
@@ -35,18 +34,21 @@ void broker_url_free(broker_url_t *u);
 broker_t *broker_redis_new(net_loop_t *loop, const char *url, const char *const *channels,
                            size_t nchannels, const broker_handler_t *h, void *ud, char *err,
                            size_t errlen);
-/* In-process broker: broker_publish() delivers to its own subscribers. */
-broker_t *broker_local_new(net_loop_t *loop, const char *const *channels, size_t nchannels,
-                           const broker_handler_t *h, void *ud);
 void broker_free(broker_t *b);
 
-/* GET key on the command connection. cb gets ok = false when Redis is not
- * reachable (at once) or the command failed; value.p == NULL for nil. */
+/* GET key on the command connection. While the link is down the request
+ * waits for it (and is resent if the link drops with it in flight); cb is
+ * called exactly once: with the value (value.p == NULL for nil), or with ok
+ * = false when no answer came within timeout_ms (logged, rate-limited),
+ * Redis refused the command, or the broker is freed. Never from inside
+ * broker_get. */
 typedef void (*broker_get_cb)(bool ok, rt_slice_t value, void *ud);
-void broker_get(broker_t *b, const char *key, broker_get_cb cb, void *ud);
+void broker_get(broker_t *b, const char *key, unsigned timeout_ms, broker_get_cb cb, void *ud);
 /* PUBLISH (fire and forget; dropped with a log line while disconnected). */
 void broker_publish(broker_t *b, const char *channel, rt_slice_t payload);
 bool broker_subscribed(const broker_t *b);
+/* Both links connected and set up (AUTH, SELECT, SUBSCRIBE accepted). */
+bool broker_ready(const broker_t *b);
 
 typedef struct {
     uint64_t messages, reconnects, dropped_publishes;

@@ -59,7 +59,6 @@ typedef struct fr_op {
     sio_socket_t *s;
     fr_ident_t *id;
     fetch_waiter_t *waiter;
-    bool waiting_secret;
     int attempt;
     fr_perm_kind_t perm;
     bool query_empty; /* has_permission gets name="" (Node's `name || ""`) */
@@ -81,6 +80,7 @@ struct frappe {
 };
 
 static const char SECRET_KEY[] = "socketio_auth_secret";
+static const char SECRET_UNAVAILABLE[] = "the socket secret could not be read from Redis";
 
 /* ---- pure helpers ---- */
 rt_slice_t frappe_hostname(rt_slice_t url)
@@ -143,7 +143,7 @@ bool frappe_cookie_get(rt_slice_t h, const char *name, rt_buf_t *out)
                 while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
                 if (ve - v >= 2 && *v == '"' && ve[-1] == '"') v++, ve--;
                 out->len = 0;
-                if (http_url_decode(rt_slice(v, (size_t)(ve - v)), false, out) < 0) {
+                if (rt_url_decode(rt_slice(v, (size_t)(ve - v)), false, out) < 0) {
                     out->len = 0;
                     rt_buf_append(out, v, (size_t)(ve - v)); /* as cookie's tryDecode */
                 }
@@ -306,20 +306,28 @@ static void op_free(fr_op_t *op)
 
 static void op_send(fr_op_t *op, rt_slice_t secret);
 
+static void on_fetch(const fetch_result_t *r, void *ud);
+
 static void on_secret(bool ok, rt_slice_t value, void *ud)
 {
     fr_op_t *op = ud;
-    op->waiting_secret = false;
     if (op->f->stopping) return; /* released by frappe_free */
-    if (!ok) rt_debug("frappe", "socket secret unavailable (Redis down?): calling without it");
-    op_send(op, ok ? value : RT_SLICE_NULL);
+    if (!ok) {
+        /* Redis did not give the secret within the auth timeout (logged by
+         * the broker). Calling without it would only earn a misleading
+         * refusal from a v16 web server: say what is wrong. */
+        fetch_result_t r = {0, SECRET_UNAVAILABLE, false, RT_SLICE_NULL};
+        on_fetch(&r, op);
+        return;
+    }
+    op_send(op, value);
 }
 
-/* Reads the secret fresh (the contract: before every callback), then calls. */
+/* Reads the secret fresh (the contract: before every callback), then calls.
+ * While Redis is down the read waits for it, at most auth_timeout. */
 static void op_start(fr_op_t *op)
 {
-    op->waiting_secret = true;
-    broker_get(op->f->broker, SECRET_KEY, on_secret, op);
+    broker_get(op->f->broker, SECRET_KEY, op->f->opt.auth_timeout_ms, on_secret, op);
 }
 
 static void auth_done(fr_op_t *op, const fetch_result_t *r);
@@ -342,9 +350,9 @@ static void op_send(fr_op_t *op, rt_slice_t secret)
         callback_url(f, id, "/api/method/frappe.realtime.get_user_info", &url);
     } else {
         callback_url(f, id, "/api/method/frappe.realtime.has_permission?doctype=", &url);
-        http_form_encode(rt_slice_cstr(op->doctype), &url);
+        rt_form_encode(rt_slice_cstr(op->doctype), &url);
         rt_buf_append_cstr(&url, "&name=");
-        if (!op->query_empty) http_form_encode(rt_slice_cstr(op->docname), &url);
+        if (!op->query_empty) rt_form_encode(rt_slice_cstr(op->docname), &url);
     }
     rt_buf_putc(&url, 0);
     const char *headers[4];
@@ -457,9 +465,10 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
     rt_buf_t msg = {0};
     if (!sio_socket_client(s)) goto out; /* the client went away meanwhile */
     if (!r->status) {
-        rt_warn("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
+        rt_warn_rl("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
         reject(f, s, r->timed_out ? "Unauthorized: TimeoutError: The operation was aborted due to timeout"
-                                  : "Unauthorized: TypeError: fetch failed");
+                     : r->err == SECRET_UNAVAILABLE ? "Unauthorized: Error: the socket secret could not be read from Redis"
+                                                    : "Unauthorized: TypeError: fetch failed");
         goto out;
     }
     rt_json_type_t type;

@@ -46,12 +46,7 @@ bool http_token_list_has(rt_slice_t value, const char *token);
  * the raw (still encoded) value. Returns false when absent. */
 bool http_query_get(rt_slice_t query, const char *key, rt_slice_t *value);
 
-/* Percent-decodes (and '+' -> ' ' when plus_is_space) into out (appended).
- * Returns 0 or RT_EPROTO on a bad escape. */
-int http_url_decode(rt_slice_t in, bool plus_is_space, rt_buf_t *out);
-
-/* Appends in, form-encoded like URLSearchParams (space -> '+', unreserved
- * *-._ and alphanumerics kept, everything else %XX uppercase). */
-void http_form_encode(rt_slice_t in, rt_buf_t *out);
+/* Percent-decoding and form encoding are in base (rt_url_decode,
+ * rt_form_encode): the Redis URL and the cookies use them too. */
 
 #endif

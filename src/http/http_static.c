@@ -66,7 +66,7 @@ void http_static_handler(http_conn_t *hc, const http_request_t *req, rt_slice_t 
         return;
     }
     rt_buf_t rel = {0};
-    if (http_url_decode(req->path, false, &rel) < 0 || (rel.len && memchr(rel.data, 0, rel.len)) ||
+    if (rt_url_decode(req->path, false, &rel) < 0 || (rel.len && memchr(rel.data, 0, rel.len)) ||
         rel.len == 0 || rel.data[0] != '/') {
         rt_buf_free(&rel);
         http_respond_error(hc, 400, NULL);

@@ -23,7 +23,7 @@ static void fuzz_require(bool cond, const char *what)
 static void fuzz_check_decode(rt_slice_t s, bool plus)
 {
     rt_buf_t out = {0};
-    if (http_url_decode(s, plus, &out) == RT_OK) fuzz_require(out.len <= s.n, "decode grows");
+    if (rt_url_decode(s, plus, &out) == RT_OK) fuzz_require(out.len <= s.n, "decode grows");
     else fuzz_require(out.len == 0, "decode error left output");
     rt_buf_free(&out);
 }
@@ -32,8 +32,8 @@ static void fuzz_check_decode(rt_slice_t s, bool plus)
 static void fuzz_check_roundtrip(rt_slice_t s)
 {
     rt_buf_t enc = {0}, dec = {0};
-    http_form_encode(s, &enc);
-    fuzz_require(http_url_decode(rt_slice(enc.data, enc.len), true, &dec) == RT_OK,
+    rt_form_encode(s, &enc);
+    fuzz_require(rt_url_decode(rt_slice(enc.data, enc.len), true, &dec) == RT_OK,
                  "encoded text does not decode");
     fuzz_require(dec.len == s.n && (s.n == 0 || memcmp(dec.data, s.p, s.n) == 0),
                  "form round trip");

@@ -494,8 +494,8 @@ test('binary attachments: at most maxPayload bytes in all, within the attachment
     ws.text('451-["message",{"_placeholder":true,"num":0}]');
     await expectClose(ws, 1005);
     assert.ok(Date.now() - t0 < 5000, `closed after ${Date.now() - t0} ms`);
-    assert.match(rt2.output(), /more than 100000 bytes of attachments/);
-    assert.match(rt2.output(), /got 0 of 1 attachments in 300 ms/);
+    await rt2.waitForLine(/more than 100000 bytes of attachments/);
+    await rt2.waitForLine(/got 0 of 1 attachments in 300 ms/);
   } finally {
     const r = await rt2.stop();
     assert.deepEqual(r, { code: 0, signal: null }, rt2.output());

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   SITE1, SITE2, startStack, startRedis, connect, collect, collectAll, publish, roundTrip, quiet, pyJson,
-  waitFor,
+  waitFor, sleep,
 } from '../lib/frappe_helpers.mjs';
 
 let stack;
@@ -167,9 +167,12 @@ test('Redis restart: clients stay connected and delivery resumes', async () => {
   // the server and its clients do not notice beyond the log
   await roundTrip(a1);
   await roundTrip(a2);
-  // a connect needs the secret from Redis: it is made without it
-  const during = await connect(stack, { site: SITE1, cookie: 'sid=sid-bob' });
+  // a connect needs the secret from Redis: it waits for Redis (at most the
+  // auth timeout) instead of calling without it
+  const duringP = connect(stack, { site: SITE1, cookie: 'sid=sid-bob' });
+  await sleep(300);
   const redis2 = await startRedis({ port });
+  const during = await duringP;
   stack.redis = redis2;
   redis = redis2;
   const got = [a1, a2, during].map((s) => collect(s, 'back'));

@@ -63,6 +63,7 @@ test('room names: over 1024 bytes refused; 128 KiB of names per socket; logged o
   await waitFor(() => got.some(([e]) => e === 'first'));
   await quiet(got);
   assert.deepEqual(got.map(([e]) => e), ['first'], 'only joins within the bounds happened');
+  await stack.rt.waitForLine(/join refused/);
   const refusals = stack.rt.output().split('\n').filter((l) => /join refused/.test(l));
   assert.ok(refusals.length >= 1 && refusals.length <= 3, `rate-limited: ${refusals.length} lines`);
   assert.match(refusals[0], /room name too long|names/);
@@ -226,7 +227,7 @@ test('session flood: pending handshakes evict the oldest, max_sessions answers 5
     const oldest = await poll(flood[0].sid);
     assert.equal(oldest.status, 400);
     assert.equal(oldest.body, '{"code":1,"message":"Session ID unknown"}');
-    assert.match(rt.output(), /waiting to join a namespace \(max_pending\): closing the oldest/);
+    await rt.waitForLine(/waiting to join a namespace \(max_pending\): closing the oldest/);
     // a real client after the flood still gets in
     const s = clientFor(local, { transports: ['websocket'] });
     await connected(s);
@@ -242,7 +243,7 @@ test('session flood: pending handshakes evict the oldest, max_sessions answers 5
     assert.equal(full.status, 503);
     assert.equal(full.headers['retry-after'], '1');
     assert.equal(full.body, '{"code":3,"message":"Server is full"}');
-    assert.match(rt.output(), /refused a handshake: 120 sessions \(max_sessions\)/);
+    await rt.waitForLine(/refused a handshake: 120 sessions \(max_sessions\)/);
     s.close();
     // an Authorization longer than 4 KiB is refused before any callback
     await stack.fake.reset();
@@ -252,6 +253,80 @@ test('session flood: pending handshakes evict the oldest, max_sessions answers 5
     const big = clientFor(local, { cookie: null, authorization: `token ${'k'.repeat(15000)}`, transports: ['websocket'] });
     assert.equal(await connectError(big), 'Unauthorized: Error: Authorization header too long');
     assert.equal((await stack.fake.requests('get_user_info')).length, 0);
+  } finally {
+    const r = await rt.stop();
+    assert.deepEqual(r, { code: 0, signal: null }, rt.output());
+  }
+});
+
+test('Redis down at connect: auth waits for the secret; a stalled Redis fails it at the auth timeout, logged', async () => {
+  const { startRealtimed, makeBench, freePort, startRedis } = await import('../lib/procs.mjs');
+  const { clientFor, connected, connectError } = await import('../lib/frappe_helpers.mjs');
+  const redis = await startRedis();
+  const port = await freePort();
+  const bench = makeBench({
+    common_site_config: { redis_queue: redis.url, webserver_port: stack.fake.port, socketio_port: port },
+    sites: [SITE1],
+  });
+  const rt = await startRealtimed(['--webserver-host', '127.0.0.1', '--auth-timeout', '1500'], { cwd: bench, port });
+  const local = { port, url: `http://127.0.0.1:${port}` };
+  try {
+    await rt.waitForLine(/connected to Redis/);
+    // 1. Redis restarting: the connect waits for it and succeeds (no Unauthorized)
+    await redis.stop();
+    await rt.waitForLine(/lost the Redis connection/);
+    const s = clientFor(local, { transports: ['websocket'] });
+    const ok = connected(s);
+    await sleep(400);
+    await redis.restart();
+    await ok;
+    s.close();
+    await rt.waitForLine(/reconnected to Redis/);
+    // 2. Redis stalled (SIGSTOP): refused at the auth timeout, with a log line
+    redis.proc.kill('SIGSTOP');
+    try {
+      const t0 = Date.now();
+      const e = await connectError(clientFor(local, { transports: ['websocket'] }));
+      assert.equal(e, 'Unauthorized: Error: the socket secret could not be read from Redis');
+      const took = Date.now() - t0;
+      assert.ok(took >= 1400 && took < 6000, `refused after ${took} ms`);
+      await rt.waitForLine(/did not answer GET socketio_auth_secret in time \(stalled\?\)/);
+    } finally {
+      redis.proc.kill('SIGCONT');
+    }
+    const s2 = clientFor(local, { transports: ['websocket'] });
+    await connected(s2);
+    s2.close();
+  } finally {
+    const r = await rt.stop();
+    await redis.stop();
+    assert.deepEqual(r, { code: 0, signal: null }, rt.output());
+  }
+});
+
+test('Redis logging: unreachable at startup is logged at once; a wrong password backs off, never "reconnected"', async () => {
+  const { startRealtimed, makeBench, freePort, startRedis } = await import('../lib/procs.mjs');
+  const redisPort = await freePort();
+  const port = await freePort();
+  const bench = makeBench({
+    common_site_config: { redis_queue: `redis://:wrong@127.0.0.1:${redisPort}`, socketio_port: port },
+    sites: [SITE1],
+  });
+  const rt = await startRealtimed([], { cwd: bench, port });
+  try {
+    await rt.waitForLine(/cannot reach Redis at 127\.0\.0\.1:\d+ \(.*\): retrying/, 2000);
+    const redis = await startRedis({ port: redisPort });
+    await redis.command('CONFIG', 'SET', 'requirepass', 'right');
+    try {
+      await sleep(3000);
+      const lines = rt.lines.filter((l) => / broker: /.test(l));
+      assert.ok(lines.length <= 4, `backed off: ${lines.length} lines\n${lines.join('\n')}`);
+      assert.doesNotMatch(rt.output(), /reconnected|connected to Redis/);
+      // the reason names the refusal (AUTH), not a generic connect error
+      await rt.waitForLine(/still unavailable after \d+ s \(Redis refused the .* link's setup: WRONGPASS/, 12000);
+    } finally {
+      redis.proc.kill('SIGKILL'); // stop() would PING without the password
+    }
   } finally {
     const r = await rt.stop();
     assert.deepEqual(r, { code: 0, signal: null }, rt.output());

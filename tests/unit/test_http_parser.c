@@ -393,7 +393,7 @@ TEST(query_get)
 
 static int decode(const char *in, bool plus, rt_buf_t *out)
 {
-    return http_url_decode(rt_slice_cstr(in), plus, out);
+    return rt_url_decode(rt_slice_cstr(in), plus, out);
 }
 
 TEST(url_decode)
@@ -438,23 +438,23 @@ TEST(url_decode)
 TEST(form_encode)
 {
     rt_buf_t b = {0};
-    http_form_encode(RT_SLICE("abcXYZ019*-._"), &b);
+    rt_form_encode(RT_SLICE("abcXYZ019*-._"), &b);
     CHECK_MEM(b.data, b.len, "abcXYZ019*-._");
     b.len = 0;
-    http_form_encode(RT_SLICE("a b&c=d/e~f+g%h\xc3\xa9"), &b);
+    rt_form_encode(RT_SLICE("a b&c=d/e~f+g%h\xc3\xa9"), &b);
     CHECK_MEM(b.data, b.len, "a+b%26c%3Dd%2Fe%7Ef%2Bg%25h%C3%A9");
     b.len = 0;
-    http_form_encode(rt_slice("\0\n\xff", 3), &b);
+    rt_form_encode(rt_slice("\0\n\xff", 3), &b);
     CHECK_MEM(b.data, b.len, "%00%0A%FF");
     b.len = 0;
-    http_form_encode(RT_SLICE(""), &b);
+    rt_form_encode(RT_SLICE(""), &b);
     CHECK_EQ_INT(b.len, 0);
     /* appends; round-trips through decode with plus_is_space */
     rt_buf_append_cstr(&b, "k=");
-    http_form_encode(RT_SLICE("x y/z"), &b);
+    rt_form_encode(RT_SLICE("x y/z"), &b);
     CHECK_MEM(b.data, b.len, "k=x+y%2Fz");
     rt_buf_t d = {0};
-    CHECK_EQ_INT(http_url_decode(rt_slice(b.data + 2, b.len - 2), true, &d), 0);
+    CHECK_EQ_INT(rt_url_decode(rt_slice(b.data + 2, b.len - 2), true, &d), 0);
     CHECK_MEM(d.data, d.len, "x y/z");
     rt_buf_free(&d);
     rt_buf_free(&b);
