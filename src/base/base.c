@@ -464,11 +464,20 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
 bool rt_ratelimit(rt_ratelimit_t *rl, unsigned interval_ms, uint32_t *suppressed)
 {
     uint64_t now = rt_now_ms();
-    if (now < rl->next_ms) {
+    if (!rl->started) {
+        rl->started = true;
+        rl->tokens = RT_RATELIMIT_BURST;
+        rl->last_ms = now;
+    } else if (now - rl->last_ms >= interval_ms) {
+        uint64_t add = (now - rl->last_ms) / interval_ms;
+        rl->tokens = (uint32_t)RT_MIN((uint64_t)RT_RATELIMIT_BURST, rl->tokens + add);
+        rl->last_ms += add * interval_ms;
+    }
+    if (!rl->tokens) {
         rl->suppressed++;
         return false;
     }
-    rl->next_ms = now + interval_ms;
+    rl->tokens--;
     *suppressed = rl->suppressed;
     rl->suppressed = 0;
     return true;

@@ -202,12 +202,16 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
 #define rt_warn(mod, ...) rt_log(RT_LOG_WARN, mod, __VA_ARGS__)
 #define rt_error(mod, ...) rt_log(RT_LOG_ERROR, mod, __VA_ARGS__)
 /* Rate-limited logging for lines a client can trigger at will (refused
- * joins, bad packets, slow consumers): at most one line a second per call
- * site; the next line that passes says how many were suppressed. The limiter
- * state is per call site and per process, like the log level. */
+ * joins, bad packets, slow consumers): per call site a burst of
+ * RT_RATELIMIT_BURST lines, then one per second; the next line that passes
+ * says how many were suppressed. The limiter state is per call site and per
+ * process, like the log level. */
+#define RT_RATELIMIT_BURST 10
 typedef struct {
-    uint64_t next_ms;
+    uint64_t last_ms;   /* when tokens were last added */
+    uint32_t tokens;
     uint32_t suppressed;
+    bool started;
 } rt_ratelimit_t;
 /* True if a line may go out now; *suppressed gets the count held back. */
 bool rt_ratelimit(rt_ratelimit_t *rl, unsigned interval_ms, uint32_t *suppressed);

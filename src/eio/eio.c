@@ -28,6 +28,7 @@ const char EIO_REASON_SHUTDOWN[] = "server shutting down";
 typedef struct eio_qpkt {
     struct eio_qpkt *next;
     rt_chunk_t *chunk;
+    uint64_t key;      /* eio_session_send_latest: replaced by a newer one with the key */
     uint32_t off, len; /* text: "<digit><data>"; binary: the raw bytes */
     bool binary;
 } eio_qpkt_t;
@@ -43,6 +44,7 @@ struct eio_session {
     ws_conn_t *ws;          /* WebSocket transport, or NULL while polling */
     bool closed;
     bool awaiting_pong;
+    uint16_t q_keyed;       /* queued packets with a key */
     uint32_t q_bytes;       /* bytes in the polling queue */
     eio_qpkt_t *q_head, *q_tail;
     eio_server_t *srv;
@@ -81,12 +83,12 @@ void eio_options_default(eio_options_t *o)
 }
 
 /* ---- packet queue (polling) ---- */
-static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
+static void q_push_keyed(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary, uint64_t key)
 {
     if (!s->get && (size_t)s->q_bytes + len > s->srv->opt.max_buffered) {
         /* A polling client that stopped polling: like the WebSocket hard
          * output limit, close it instead of buffering without bound. */
-        rt_warn("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
+        rt_warn_rl("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
         s->reason = EIO_REASON_TRANSPORT_ERROR;
         eio_session_close(s);
         return;
@@ -95,12 +97,37 @@ static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, boo
     eio_qpkt_t *p = rt_pool_alloc(&s->srv->qpkts);
     p->next = NULL;
     p->chunk = rt_chunk_ref(ch);
+    p->key = key;
     p->off = (uint32_t)off;
     p->len = (uint32_t)len;
     p->binary = binary;
+    if (key) s->q_keyed++;
     if (s->q_tail) s->q_tail->next = p;
     else s->q_head = p;
     s->q_tail = p;
+}
+
+static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary)
+{
+    q_push_keyed(s, ch, off, len, binary, 0);
+}
+
+/* Drops the queued packet with this key, if any (there is at most one). */
+static void q_drop_key(eio_session_t *s, uint64_t key)
+{
+    if (!s->q_keyed) return;
+    eio_qpkt_t *prev = NULL;
+    for (eio_qpkt_t *p = s->q_head; p; prev = p, p = p->next) {
+        if (p->key != key) continue;
+        if (prev) prev->next = p->next;
+        else s->q_head = p->next;
+        if (s->q_tail == p) s->q_tail = prev;
+        s->q_bytes -= p->len;
+        s->q_keyed--;
+        rt_chunk_unref(p->chunk);
+        rt_pool_free(&s->srv->qpkts, p);
+        return;
+    }
 }
 
 static void q_clear(eio_session_t *s)
@@ -113,6 +140,7 @@ static void q_clear(eio_session_t *s)
     }
     s->q_tail = NULL;
     s->q_bytes = 0;
+    s->q_keyed = 0;
 }
 
 /* ---- small response helpers ---- */
@@ -224,12 +252,18 @@ eio_shared_t eio_shared_from_buf(rt_buf_t *b)
 
 void eio_session_send_shared(eio_session_t *s, const eio_shared_t *m)
 {
+    eio_session_send_latest(s, m, 0);
+}
+
+void eio_session_send_latest(eio_session_t *s, const eio_shared_t *m, uint64_t key)
+{
     if (s->closed) return;
     if (s->ws) {
         ws_send_framed(s->ws, m->chunk, m->ws_off, m->chunk->len - m->ws_off);
         return;
     }
-    q_push(s, m->chunk, m->msg_off, m->chunk->len - m->msg_off, false);
+    if (key) q_drop_key(s, key);
+    q_push_keyed(s, m->chunk, m->msg_off, m->chunk->len - m->msg_off, false, key);
     schedule_flush(s);
 }
 

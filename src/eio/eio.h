@@ -84,6 +84,11 @@ static inline void eio_shared_release(eio_shared_t *m)
     m->chunk = NULL;
 }
 void eio_session_send_shared(eio_session_t *s, const eio_shared_t *m);
+/* The same for a message that supersedes the previous one with the same
+ * key (non-zero), e.g. the latest viewer list of a document: a polling
+ * client that has not fetched the previous one yet gets only this one, in
+ * the queue's order of now. WebSocket clients get every one. */
+void eio_session_send_latest(eio_session_t *s, const eio_shared_t *m, uint64_t key);
 
 /* Ends the session (reason EIO_REASON_SERVER_CLOSE): a parked GET gets "1",
  * a WebSocket gets a close frame. on_close follows at once. */

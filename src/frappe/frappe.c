@@ -498,7 +498,7 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
     rt_buf_t u = {0};
     if (!user.p || rt_json_peek(user) != RT_JSON_STRING || rt_json_string_decode(user, &u) < 0 || !u.len) {
         /* Node accepts this `{}` answer (secret mismatch) as a deaf socket. */
-        rt_warn("frappe", "get_user_info for site %s returned no user: is socketio_auth_secret on "
+        rt_warn_rl("frappe", "get_user_info for site %s returned no user: is socketio_auth_secret on "
                           "redis_queue the one the web server uses?", op->id->site);
         rt_buf_free(&u);
         reject(f, s, "Unauthorized: Error: get_user_info returned no user");
@@ -623,8 +623,14 @@ static void notify_viewers(frappe_t *f, sio_nsp_t *nsp, const char *self_user, c
         rt_buf_append_json_string(&body, rt_slice_cstr(fs->user));
     }
     rt_buf_append_cstr(&body, "]}");
-    rt_slice_t r = rt_slice(room.data, room.len);
-    sio_broadcast(nsp, &r, 1, NULL, rt_slice(body.data, body.len));
+    /* Only the latest list matters: a polling viewer that has not fetched
+     * the previous one gets just this (its queue holds one per document). */
+    size_t room_len = room.len;
+    rt_buf_putc(&room, 0);
+    rt_buf_append_slice(&room, sio_nsp_name(nsp));
+    uint64_t key = rt_hash(room.data, room.len);
+    rt_slice_t r = rt_slice(room.data, room_len);
+    sio_broadcast_latest(nsp, &r, 1, NULL, rt_slice(body.data, body.len), key);
     rt_buf_free(&body);
 out:
     free(sv.v);
@@ -639,7 +645,7 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
     bool allowed = false;
     rt_slice_t m;
     if (!r->status) {
-        rt_warn("frappe", "Can't check permissions for %s: %s", op->doctype, r->err);
+        rt_warn_rl("frappe", "Can't check permissions for %s: %s", op->doctype, r->err);
     } else if (r->status == 200 && rt_json_valid(r->body, NULL) &&
                rt_json_peek(r->body) == RT_JSON_OBJECT && rt_json_object_get(r->body, "message", &m)) {
         allowed = rt_slice_eq_cstr(m, "true");
@@ -749,22 +755,27 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         leave_room(s, "open_doc:", a[0], a[1], true);
         /* Forget this document only (Node's filter forgot every one). */
         uint32_t k = 0;
+        bool had = false;
         for (uint32_t i = 0; i < fs->nopen; i++) {
             fr_doc_t d = fs->open_docs[i];
             if (!strcmp(d.doctype, dt.data) && !strcmp(d.docname, dn.data)) {
                 free(d.doctype);
                 free(d.docname);
+                had = true;
             } else {
                 fs->open_docs[k++] = d;
             }
         }
         fs->nopen = k;
-        notify_viewers(f, sio_socket_nsp(s), fs->user, dt.data, dn.data);
+        /* Only a socket that had the document open changes its viewers: any
+         * other would make every viewer of any document receive updates. */
+        if (had) notify_viewers(f, sio_socket_nsp(s), fs->user, dt.data, dn.data);
         rt_buf_free(&dt);
         rt_buf_free(&dn);
     } else if (rt_slice_eq_cstr(n, "open_in_editor")) {
-        /* Developer mode only; Node's handler lets any client kill the process. */
-        if (f->opt.developer_mode && a[0].p && f->broker)
+        /* Developer mode and System Users only (it opens files in the
+         * developer's editor); Node's handler lets any client kill the process. */
+        if (f->opt.developer_mode && fs->system_user && a[0].p && f->broker)
             broker_publish(f->broker, "open_in_editor", rt_json_trim(a[0]));
     }
     /* Unknown events are ignored, as in Frappe. */
@@ -801,7 +812,7 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     f->stats.events++;
     if (!rt_json_valid(payload, &type) || type != RT_JSON_OBJECT) {
         f->stats.events_bad++;
-        rt_warn("frappe", "skipped a message on 'events': %s", type == RT_JSON_INVALID ? "not JSON" : "not a JSON object");
+        rt_warn_rl("frappe", "skipped a message on 'events': %s", type == RT_JSON_INVALID ? "not JSON" : "not a JSON object");
         return;
     }
     rt_slice_t event = RT_SLICE_NULL, message = RT_SLICE_NULL, room = RT_SLICE_NULL, ns = RT_SLICE_NULL;
@@ -811,7 +822,7 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     rt_json_object_get(payload, "namespace", &ns);
     if (!event.p || rt_json_peek(event) != RT_JSON_STRING) {
         f->stats.events_bad++;
-        rt_warn("frappe", "skipped a message on 'events': 'event' is not a string");
+        rt_warn_rl("frappe", "skipped a message on 'events': 'event' is not a string");
         return;
     }
     /* Reserved event names (disconnect, ...) are refused by sio_broadcast
@@ -834,7 +845,7 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     }
     if (rt != RT_JSON_STRING || !ns.p || rt_json_peek(ns) != RT_JSON_STRING || ns.n <= 2) {
         f->stats.events_bad++;
-        rt_warn("frappe", "skipped a message on 'events': %s",
+        rt_warn_rl("frappe", "skipped a message on 'events': %s",
                 rt != RT_JSON_STRING ? "'room' is not a string" : "a room without a namespace");
         return;
     }

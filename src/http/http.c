@@ -30,6 +30,7 @@ struct http_conn {
     net_conn_t *c;
     http_server_t *srv;
     net_timer_t timer;  /* head timeout while reading, idle timeout between requests */
+    bool timing_head;   /* timer is the head timeout (else the idle one, or off) */
     bool busy;          /* a request is being answered */
     bool keep_alive;    /* of the request being answered */
     bool head_method;   /* HEAD: no body in the response */
@@ -142,6 +143,7 @@ void http_server_accept(net_listener_t *l, net_conn_t *c)
     c->data = hc;
     net_timer_init(&hc->timer, hc_timeout);
     net_timer_start(srv->loop, &hc->timer, srv->opt.head_timeout_ms);
+    hc->timing_head = true;
 }
 
 /* Appends status line, Content-Length, CORS and connection headers. */
@@ -172,6 +174,7 @@ static void hc_finish(http_conn_t *hc)
         return;
     }
     net_timer_start(hc->srv->loop, &hc->timer, hc->srv->opt.idle_timeout_ms);
+    hc->timing_head = false;
     net_conn_resume(hc->c); /* input that arrived while busy is parsed now */
 }
 
@@ -322,6 +325,7 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
             break;
         }
         net_timer_stop(&hc->timer);
+        hc->timing_head = false;
         rt_slice_t body = rt_slice(data + done + r, body_len);
         done += (size_t)r + body_len;
         dispatch(hc, &req, body);
@@ -341,7 +345,11 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         }
         net_conn_pause(c);
     }
-    if (!hc->busy && done < len && !net_timer_active(&hc->timer))
+    /* The first bytes of a request (also the next one on a keep-alive
+     * connection, whose idle timer is running) start the head timeout. */
+    if (!hc->busy && done < len && !hc->timing_head) {
         net_timer_start(hc->srv->loop, &hc->timer, hc->srv->opt.head_timeout_ms);
+        hc->timing_head = true;
+    }
     return done;
 }

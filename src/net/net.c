@@ -386,7 +386,7 @@ int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
 static void conn_set_events(net_conn_t *c, uint32_t events)
 {
     if (net_io_set(c->loop, &c->io, events) < 0) {
-        rt_warn("net", "epoll_ctl on a connection failed (%s): closing it", strerror(errno));
+        rt_warn_rl("net", "epoll_ctl on a connection failed (%s): closing it", strerror(errno));
         net_conn_close(c);
     }
 }
@@ -423,7 +423,7 @@ void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t l
     if (c->flags & NET_CONN_CLOSING || len == 0) return;
     net_loop_t *loop = c->loop;
     if ((size_t)c->out_bytes + len > loop->opt.out_hard_limit) {
-        rt_warn("net", "closing slow consumer: %zu bytes queued", (size_t)c->out_bytes + len);
+        rt_warn_rl("net", "closing slow consumer: %zu bytes queued", (size_t)c->out_bytes + len);
         loop->stats.slow_closed++;
         net_conn_close(c);
         return;
@@ -625,7 +625,7 @@ static void conn_on_readable(net_conn_t *c)
             if (n < (size_t)r) conn_retain(c, dst + n, (size_t)r - n);
         }
         if (c->in && c->in->len > loop->opt.max_retained) {
-            rt_warn("net", "closing connection holding %zu bytes of partial input", c->in->len);
+            rt_warn_rl("net", "closing connection holding %zu bytes of partial input", c->in->len);
             net_conn_close(c);
             return;
         }
@@ -722,7 +722,7 @@ static void conn_check_soft(net_conn_t *c)
     if (!conn_too_slow(c)) return;
     net_loop_t *loop = c->loop;
     if (!(c->flags & NET_CONN_SHUTDOWN)) {
-        rt_warn("net", "closing slow consumer: %u bytes queued for %us", c->out_bytes,
+        rt_warn_rl("net", "closing slow consumer: %u bytes queued for %us", c->out_bytes,
                 loop->opt.out_soft_seconds);
         loop->stats.slow_closed++;
     }
@@ -825,28 +825,42 @@ static void conn_task(net_loop_t *loop, net_task_t *t)
     rt_pool_free(&loop->conns, c);
 }
 
-int net_loop_run(net_loop_t *loop)
+/* One turn: wait (at most max_ms, -1: until the next timer), dispatch the
+ * batch, run due timers, drain the deferred tasks. */
+static int loop_turn(net_loop_t *loop, int max_ms)
 {
     struct epoll_event evs[256];
-    while (!loop->stop) {
-        net_loop_drain(loop);
-        if (loop->stop) break;
-        int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), tw_timeout(loop));
-        loop->now = rt_now_ms();
-        loop->stats.turns++;
-        if (n < 0 && errno != EINTR) {
-            rt_error("net", "epoll_wait: %s", strerror(errno));
-            return RT_EIO;
-        }
-        for (int i = 0; i < n; i++) {
-            net_io_t *io = evs[i].data.ptr;
-            if (io->fd < 0) continue;
-            io->cb(loop, io, evs[i].events);
-        }
-        tw_run(loop);
+    int timeout = tw_timeout(loop);
+    if (max_ms >= 0 && (timeout < 0 || timeout > max_ms)) timeout = max_ms;
+    int n = epoll_wait(loop->epfd, evs, (int)RT_ARRAY_LEN(evs), timeout);
+    loop->now = rt_now_ms();
+    loop->stats.turns++;
+    if (n < 0 && errno != EINTR) {
+        rt_error("net", "epoll_wait: %s", strerror(errno));
+        return RT_EIO;
     }
+    for (int i = 0; i < n; i++) {
+        net_io_t *io = evs[i].data.ptr;
+        if (io->fd < 0) continue;
+        io->cb(loop, io, evs[i].events);
+    }
+    tw_run(loop);
     net_loop_drain(loop);
     return 0;
+}
+
+int net_loop_run(net_loop_t *loop)
+{
+    net_loop_drain(loop);
+    while (!loop->stop)
+        if (loop_turn(loop, -1) < 0) return RT_EIO;
+    return 0;
+}
+
+int net_loop_run_once(net_loop_t *loop, int max_ms)
+{
+    net_loop_drain(loop);
+    return loop_turn(loop, max_ms);
 }
 
 /* ---- listeners ---- */

@@ -119,6 +119,8 @@ net_loop_t *net_loop_new(const net_options_t *opt);
 void net_loop_free(net_loop_t *loop);
 /* Runs until net_loop_stop(). Returns 0. */
 int net_loop_run(net_loop_t *loop);
+/* One turn, waiting at most max_ms for events (tests, final flushes). */
+int net_loop_run_once(net_loop_t *loop, int max_ms);
 void net_loop_stop(net_loop_t *loop);
 /* Closes every open connection (on_close runs for each) and drains; for
  * shutdown. */

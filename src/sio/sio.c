@@ -28,8 +28,9 @@ typedef struct sio_member {
     struct sio_member *next; /* next room of the same socket */
 } sio_member_t;
 
+/* An ack the server awaits, in the socket's map keyed by the id's bytes
+ * (the key lives here): an answer is found in O(1) however many wait. */
 typedef struct sio_pending_ack {
-    struct sio_pending_ack *next;
     uint64_t id;
     sio_ack_cb cb;
     void *ud;
@@ -45,7 +46,7 @@ struct sio_socket {
     sio_member_t *rooms;
     void *data;
     char *auth; /* CONNECT payload kept while the middleware decides */
-    sio_pending_ack_t *acks;
+    rt_map_t *acks;     /* id -> sio_pending_ack_t, while any is awaited */
     uint64_t seq;
     uint32_t refs;
     uint32_t bcast_gen;
@@ -182,7 +183,7 @@ static bool name_reserved(rt_slice_t event)
     rt_buf_append_json_string(&tok, event);
     bool r = sio_event_reserved(rt_slice(tok.data, tok.len));
     rt_buf_free(&tok);
-    if (r) rt_warn("sio", "refused to emit the reserved event name '%.*s'", (int)event.n, event.p);
+    if (r) rt_warn_rl("sio", "refused to emit the reserved event name '%.*s'", (int)event.n, event.p);
     return r;
 }
 
@@ -206,8 +207,11 @@ void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_a
     a->id = s->next_ack++;
     a->cb = cb;
     a->ud = ud;
-    a->next = s->acks;
-    s->acks = a;
+    if (!s->acks) {
+        s->acks = rt_malloc(sizeof *s->acks);
+        rt_map_init(s->acks);
+    }
+    rt_map_put(s->acks, rt_slice((const char *)&a->id, sizeof a->id), a);
     rt_buf_t *b = enc_head(s->nsp, SIO_EVENT, 0, (int64_t)a->id);
     enc_array(b, event, args);
     client_send_text(s->client, b);
@@ -319,13 +323,19 @@ void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, 
 }
 
 /* ---- broadcast: encode once, frame once, reference N times ---- */
-static inline void deliver(sio_socket_t *s, const eio_shared_t *m)
+static inline void deliver(sio_socket_t *s, const eio_shared_t *m, uint64_t key)
 {
-    if (s->client && s->client->eio) eio_session_send_shared(s->client->eio, m);
+    if (s->client && s->client->eio) eio_session_send_latest(s->client->eio, m, key);
 }
 
 size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                      const sio_socket_t *except, rt_slice_t body)
+{
+    return sio_broadcast_latest(nsp, rooms, nrooms, except, body, 0);
+}
+
+size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
+                            const sio_socket_t *except, rt_slice_t body, uint64_t key)
 {
     sio_server_t *srv = nsp->srv;
     /* Resolve rooms first: nobody to deliver to means nothing to encode. */
@@ -339,7 +349,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
     size_t tok_end;
     if (rt_json_scan(body.p, body.n, &tok_end) == RT_JSON_STRING &&
         sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
-        rt_warn("sio", "refused to broadcast the reserved event name %.*s", (int)tok_end, body.p);
+        rt_warn_rl("sio", "refused to broadcast the reserved event name %.*s", (int)tok_end, body.p);
         return 0;
     }
 
@@ -360,7 +370,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
         for (it = nsp->sockets.next; it != &nsp->sockets; it = it->next) {
             sio_socket_t *s = rt_container_of(it, sio_socket_t, nsp_link);
             if (s == except) continue;
-            deliver(s, &m);
+            deliver(s, &m, key);
             n++;
         }
     } else if (nr == 1) {
@@ -368,7 +378,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
         for (it = rs[0]->members.next; it != &rs[0]->members; it = it->next) {
             sio_socket_t *s = rt_container_of(it, sio_member_t, in_room)->s;
             if (s == except) continue;
-            deliver(s, &m);
+            deliver(s, &m, key);
             n++;
         }
     } else {
@@ -382,7 +392,7 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                 sio_socket_t *s = rt_container_of(it, sio_member_t, in_room)->s;
                 if (s == except || s->bcast_gen == gen) continue;
                 s->bcast_gen = gen;
-                deliver(s, &m);
+                deliver(s, &m, key);
                 n++;
             }
         }
@@ -514,11 +524,21 @@ static void socket_close(sio_socket_t *s, const char *reason)
         nsp->nsockets--;
     }
     s->state = SOCK_CLOSED;
-    while (s->acks) {
-        sio_pending_ack_t *a = s->acks;
-        s->acks = a->next;
-        a->cb(s, RT_SLICE_NULL, NULL, 0, true, a->ud);
-        free(a);
+    if (s->acks) {
+        /* Taken off the socket first: a callback may emit again (refused:
+         * the socket is closed) but never sees a half-drained map. */
+        rt_map_t *acks = s->acks;
+        s->acks = NULL;
+        rt_slice_t k;
+        void *v;
+        for (uint32_t it = 0; rt_map_next(acks, &it, &k, &v);) {
+            sio_pending_ack_t *a = v;
+            rt_map_del(acks, k);
+            a->cb(s, RT_SLICE_NULL, NULL, 0, true, a->ud);
+            free(a);
+        }
+        rt_map_free(acks);
+        free(acks);
     }
     if (s->client) client_unlink_socket(s->client, s);
     if (was_connected) {
@@ -693,18 +713,21 @@ static void dispatch(sio_client_t *c, const sio_packet_t *p, const rt_slice_t *a
     }
     case SIO_ACK:
     case SIO_BINARY_ACK: {
-        for (sio_pending_ack_t **pp = &s->acks; *pp; pp = &(*pp)->next) {
-            sio_pending_ack_t *a = *pp;
-            if ((int64_t)a->id != p->ack_id) continue;
-            *pp = a->next;
-            rt_slice_t inner = rt_json_trim(p->payload);
-            inner = rt_json_trim(rt_slice(inner.p + 1, inner.n - 2));
-            s->refs++;
-            a->cb(s, inner, att, natt, false, a->ud);
-            free(a);
-            sio_socket_unref(s);
-            break;
+        uint64_t id = (uint64_t)p->ack_id;
+        sio_pending_ack_t *a = s->acks && p->ack_id >= 0 ? rt_map_del(s->acks, rt_slice((const char *)&id, sizeof id))
+                                                         : NULL;
+        if (!a) break; /* an ack for nothing: ignored, as socket.io does */
+        if (s->acks->count == 0) { /* none awaited: an idle socket keeps no table */
+            rt_map_free(s->acks);
+            free(s->acks);
+            s->acks = NULL;
         }
+        rt_slice_t inner = rt_json_trim(p->payload);
+        inner = rt_json_trim(rt_slice(inner.p + 1, inner.n - 2));
+        s->refs++;
+        a->cb(s, inner, att, natt, false, a->ud);
+        free(a);
+        sio_socket_unref(s);
         break;
     }
     default: protocol_error(c, "unexpected packet type"); break;

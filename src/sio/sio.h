@@ -147,6 +147,12 @@ void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, 
  * every member's queue references the same bytes. Returns recipients. */
 size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                      const sio_socket_t *except, rt_slice_t body);
+/* The same for state where only the latest value matters (presence): a
+ * polling member that has not fetched the previous broadcast with this
+ * key (non-zero, distinct per namespace and subject) gets only this one
+ * (eio_session_send_latest), so its queue holds one per subject. */
+size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
+                            const sio_socket_t *except, rt_slice_t body, uint64_t key);
 
 /* Counters. */
 typedef struct {

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io, Manager } from 'socket.io-client';
-import { freePort, startRealtimed } from '../lib/procs.mjs';
+import { freePort, startRealtimed, waitFor } from '../lib/procs.mjs';
 import { T, once, collect, connect, ack, disconnected, norm, rssKiB } from '../lib/core_helpers.mjs';
 
 let rt;
@@ -229,6 +229,20 @@ test('acks server -> client, with text and binary answers', async () => {
     assert.deepEqual(results.map((r) => r[0]).sort((x, y) => x - y), [0, 10, 20, 30, 40]);
     socket.close();
   }
+});
+
+test('thousands of server acks outstanding, answered in reverse order: each matched (map lookup)', async () => {
+  const { socket } = await client({ transports: ['websocket'] });
+  const held = [];
+  socket.on('ack-request', (n, cb) => held.push([n, cb]));
+  const results = collect(socket, 'ack-result');
+  const N = 3000;
+  for (let n = 0; n < N; n++) socket.emit('request-ack', n);
+  await waitFor(() => held.length === N, T);
+  for (let i = held.length - 1; i >= 0; i--) held[i][1](held[i][0] * 2);
+  await waitFor(() => results.length === N, T);
+  assert.deepEqual(results.map((r) => r[0]), Array.from({ length: N }, (_, i) => (N - 1 - i) * 2));
+  socket.close();
 });
 
 test('binary both ways, nested, several attachments', async () => {

@@ -323,6 +323,14 @@ test('developer_mode: callback to Origin with webserver_port; open_in_editor is 
     await roundTrip(s);
     await quiet(sub.messages);
     assert.equal(sub.messages.length, 2);
+    // a Website User (or Guest) may not open files in the developer's editor
+    const w = clientFor(stack, { origin: 'http://127.0.0.1:1', cookie: 'sid=sid-web' });
+    await connected(w);
+    w.emit('open_in_editor', { file: 'x.py' });
+    await roundTrip(w);
+    await quiet(sub.messages);
+    assert.equal(sub.messages.length, 2);
+    w.close();
     sub.close();
     s.close();
   } finally {
