@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 SAN     ?=
 O       := $(if $(SAN),build-san,build)
 
-WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
 ifeq ($(CI),true)
 WARN    += -Werror
 endif

@@ -28,9 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The packaged redis-server is started by tests on their own ports; keep the
-# distribution's default instance from holding 6379 on machines with systemd.
-command -v systemctl >/dev/null 2>&1 && $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+# Tests start redis-server on their own ports. When this run has just
+# installed the package, the distribution's default instance it started is
+# ours to stop; a Redis that was already there serves something else and is
+# left alone.
+if [[ " ${missing[*]:-} " == *" redis-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
 
 # npm packages for the integration tests, the browser test and the baseline.
 for d in tests bench/baseline; do

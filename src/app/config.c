@@ -4,6 +4,7 @@
  * --check-config. Precedence: default < bench files < environment < flags. */
 #include "app.h"
 
+#include <sysexits.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -120,7 +121,7 @@ static int set_value(app_config_t *cfg, const opt_t *o, const char *v, const cha
         else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !*v) b = false;
         else {
             fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected true or false\n", v, o->key, where);
-            return 78;
+            return EX_CONFIG;
         }
         *(bool *)((char *)cfg + o->off) = b;
         return 0;
@@ -132,7 +133,7 @@ static int set_value(app_config_t *cfg, const opt_t *o, const char *v, const cha
         if (!v || !*v || *end || errno || n < o->min || n > o->max) {
             fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected an integer %ld..%ld\n",
                     v ? v : "", o->key, where, o->min, o->max);
-            return 78;
+            return EX_CONFIG;
         }
         *(int *)((char *)cfg + o->off) = (int)n;
         return 0;
@@ -151,12 +152,12 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {
         fprintf(stderr, "realtimed: cannot read %s: %s (line %d)\n", path, err.text, err.line);
-        return 78;
+        return EX_CONFIG;
     }
     if (!json_is_object(root)) {
         fprintf(stderr, "realtimed: cannot read %s: not a JSON object\n", path);
         json_decref(root);
-        return 78;
+        return EX_CONFIG;
     }
     int rc = 0;
     for (size_t i = 0; i < RT_ARRAY_LEN(opts) && !rc; i++) {
@@ -184,7 +185,7 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
             if (!s) {
                 fprintf(stderr, "realtimed: invalid value for %s in %s: expected a %s\n", o->key, path,
                         o->type == T_INT ? "number" : "string");
-                rc = 78;
+                rc = EX_CONFIG;
                 break;
             }
         }
@@ -305,16 +306,16 @@ static int validate(const app_config_t *cfg)
     if (rt_log_level_from_name(cfg->log_level) < 0) {
         fprintf(stderr, "realtimed: invalid value '%s' for log_level: expected debug, info, notice, warning or error\n",
                 cfg->log_level);
-        return 78;
+        return EX_CONFIG;
     }
     if (cfg->redis_queue && strncmp(cfg->redis_queue, "redis://", 8) != 0 &&
         strncmp(cfg->redis_queue, "unix://", 7) != 0) {
         fprintf(stderr, "realtimed: invalid value for redis_queue: expected a redis:// or unix:// URL\n");
-        return 78;
+        return EX_CONFIG;
     }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
         fprintf(stderr, "realtimed: invalid value '%s' for auth_mode: expected frappe or guest\n", cfg->auth_mode);
-        return 78;
+        return EX_CONFIG;
     }
     return 0;
 }
@@ -355,20 +356,20 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
         }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "realtimed: unexpected argument '%s' (see --help)\n", a);
-            return 64;
+            return EX_USAGE;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         const opt_t *o = find_flag(name, n);
         if (!o) {
             fprintf(stderr, "realtimed: unknown option '%.*s' (see --help)\n", (int)n + 2, a);
-            return 64;
+            return EX_USAGE;
         }
         const char *v = eq ? eq + 1 : NULL;
         if (!v && o->type != T_BOOL) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "realtimed: option '%s' needs a value\n", a);
-                return 64;
+                return EX_USAGE;
             }
             v = argv[++i];
         }
@@ -384,7 +385,7 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
         struct stat st;
         if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {
             fprintf(stderr, "realtimed: bench directory %s does not exist\n", bench);
-            return 78;
+            return EX_CONFIG;
         }
     }
     if (!conformance) {

@@ -2,6 +2,7 @@
  * and `realtimed publish`. */
 #include "app_frappe.h"
 
+#include <sysexits.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ int frappe_start(app_t *app)
             fprintf(stderr, "realtimed: %s is not a Frappe bench (no sites/ folder): start realtimed "
                             "in the bench root or pass --bench DIR\n",
                     realpath(cfg->bench, real) ? real : cfg->bench);
-            return 78;
+            return EX_CONFIG;
         }
     }
     eio_options_t eo;
@@ -54,7 +55,7 @@ int frappe_start(app_t *app)
         app->statics = http_static_new(cfg->static_dir, err, sizeof err);
         if (!app->statics) {
             fprintf(stderr, "realtimed: %s\n", err);
-            return 78;
+            return EX_CONFIG;
         }
         http_server_route(app->http, "/", http_static_handler, app->statics);
     }
@@ -64,7 +65,7 @@ int frappe_start(app_t *app)
     app->frappe = frappe_new(app->loop, app->sio, &fo, err, sizeof err);
     if (!app->frappe) {
         fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
-        return 78;
+        return EX_CONFIG;
     }
     return 0;
 }
@@ -85,7 +86,7 @@ int frappe_check_config(const app_config_t *cfg)
     char err[256];
     if (broker_url_parse(cfg->redis_queue, &u, err, sizeof err) < 0) {
         fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
-        return 78;
+        return EX_CONFIG;
     }
     broker_url_free(&u);
     return 0;
@@ -96,7 +97,7 @@ static int publish_usage(void)
 {
     fprintf(stderr, "usage: realtimed publish [--bench DIR] [--redis URL] [--site S] "
                     "[--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n");
-    return 64;
+    return EX_USAGE;
 }
 
 int app_publish_main(int argc, char **argv)
@@ -125,12 +126,12 @@ int app_publish_main(int argc, char **argv)
     if (!event) return publish_usage();
     if ((room != NULL) + (user != NULL) + (doctype != NULL) + (task != NULL) > 1 || (docname && !doctype)) {
         fprintf(stderr, "realtimed publish: choose one of --room, --user, --doctype [--docname], --task\n");
-        return 64;
+        return EX_USAGE;
     }
     rt_slice_t msg = rt_slice_cstr(json ? json : "{}");
     if (!rt_json_valid(msg, NULL)) {
         fprintf(stderr, "realtimed publish: the message is not valid JSON: %s\n", json);
-        return 65;
+        return EX_DATAERR;
     }
     /* The bench's redis_queue and default_site, like the server. */
     app_config_t cfg;
@@ -148,7 +149,7 @@ int app_publish_main(int argc, char **argv)
     if (!site) {
         fprintf(stderr, "realtimed publish: no site: pass --site (or set default_site / FRAPPE_SITE)\n");
         app_config_free(&cfg);
-        return 64;
+        return EX_USAGE;
     }
     rt_buf_t r = {0};
     if (room) rt_buf_append_cstr(&r, room);
@@ -174,7 +175,7 @@ int app_publish_main(int argc, char **argv)
     rc = 0;
     if (broker_url_parse(url, &u, err, sizeof err) < 0) {
         fprintf(stderr, "realtimed publish: invalid Redis URL: %s\n", err);
-        rc = 78;
+        rc = EX_CONFIG;
         goto out;
     }
     struct timeval tv = {2, 0};
@@ -182,7 +183,7 @@ int app_publish_main(int argc, char **argv)
     if (!c || c->err) {
         fprintf(stderr, "realtimed publish: cannot reach Redis at %s: %s\n", u.path ? u.path : u.host,
                 c ? c->errstr : "out of memory");
-        rc = 69;
+        rc = EX_UNAVAILABLE;
     } else {
         redisSetTimeout(c, tv);
         redisReply *rep = NULL;
@@ -190,7 +191,7 @@ int app_publish_main(int argc, char **argv)
             rep = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password) : redisCommand(c, "AUTH %s", u.password);
             if (!rep || rep->type == REDIS_REPLY_ERROR) {
                 fprintf(stderr, "realtimed publish: Redis AUTH failed: %s\n", rep ? rep->str : c->errstr);
-                rc = 69;
+                rc = EX_UNAVAILABLE;
             }
             if (rep) freeReplyObject(rep);
         }
@@ -198,7 +199,7 @@ int app_publish_main(int argc, char **argv)
             rep = redisCommand(c, "PUBLISH events %b", env.data, env.len);
             if (!rep || rep->type == REDIS_REPLY_ERROR) {
                 fprintf(stderr, "realtimed publish: PUBLISH failed: %s\n", rep ? rep->str : c->errstr);
-                rc = 69;
+                rc = EX_UNAVAILABLE;
             } else {
                 printf("published %s to %.*s on site %s (%lld subscriber%s)\n", event, (int)r.len, r.data, site,
                        rep->integer, rep->integer == 1 ? "" : "s");

@@ -1,6 +1,8 @@
 /* realtimed: startup, signals and graceful shutdown. */
 #include "app.h"
 
+#include <sysexits.h>
+#include <errno.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -55,7 +57,7 @@ int main(int argc, char **argv)
     app.loop = net_loop_new(&no);
     if (!app.loop) {
         fprintf(stderr, "realtimed: cannot create the event loop\n");
-        return 71;
+        return EX_OSERR;
     }
     http_options_t ho;
     http_options_default(&ho);
@@ -71,7 +73,7 @@ int main(int argc, char **argv)
     else app.listener = net_listen_tcp(app.loop, app.cfg.listen_host, app.cfg.socketio_port, http_server_accept, app.http, err, sizeof err);
     if (!app.listener) {
         fprintf(stderr, "realtimed: %s\n", err);
-        rc = 69;
+        rc = EX_UNAVAILABLE;
         goto out;
     }
     if (app.cfg.socketio_uds) rt_notice("app", "Realtime service listening on: %s", app.cfg.socketio_uds);
@@ -85,7 +87,13 @@ int main(int argc, char **argv)
     sig_watch_t sw = {.app = &app};
     sw.io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     sw.io.cb = on_signal;
-    net_io_set(app.loop, &sw.io, NET_READ);
+    if (sw.io.fd < 0 || net_io_set(app.loop, &sw.io, NET_READ) < 0) {
+        /* Without it SIGTERM could not drain: refuse to run half-deaf. */
+        fprintf(stderr, "realtimed: cannot watch signals: %s\n", strerror(errno));
+        if (sw.io.fd >= 0) close(sw.io.fd);
+        rc = EX_OSERR;
+        goto out;
+    }
 
     net_loop_run(app.loop);
 

@@ -591,7 +591,7 @@ static int by_seq(const void *a, const void *b)
 /* doc_viewers to open_doc:<dt>/<dn> after a doc_open, doc_close or
  * disconnect of `self`: users in namespace connection order, de-duplicated;
  * nothing when the only viewer is self's own user. */
-static void notify_viewers(frappe_t *f, sio_nsp_t *nsp, const char *self_user, const char *dt,
+static void notify_viewers(sio_nsp_t *nsp, const char *self_user, const char *dt,
                            const char *dn)
 {
     rt_buf_t room = {0};
@@ -668,7 +668,7 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
             fs->open_docs[fs->nopen++] = (fr_doc_t){op->doctype, op->docname};
             op->doctype = op->docname = NULL; /* moved */
             fr_doc_t *d = &fs->open_docs[fs->nopen - 1];
-            notify_viewers(f, sio_socket_nsp(s), fs->user, d->doctype, d->docname);
+            notify_viewers(sio_socket_nsp(s), fs->user, d->doctype, d->docname);
         }
         rt_buf_free(&room);
     }
@@ -769,7 +769,7 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         fs->nopen = k;
         /* Only a socket that had the document open changes its viewers: any
          * other would make every viewer of any document receive updates. */
-        if (had) notify_viewers(f, sio_socket_nsp(s), fs->user, dt.data, dn.data);
+        if (had) notify_viewers(sio_socket_nsp(s), fs->user, dt.data, dn.data);
         rt_buf_free(&dt);
         rt_buf_free(&dn);
     } else if (rt_slice_eq_cstr(n, "open_in_editor")) {
@@ -783,14 +783,13 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
 
 static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
 {
-    frappe_t *f = ud;
-    RT_UNUSED(reason);
+    RT_UNUSED(reason), RT_UNUSED(ud);
     fr_socket_t *fs = sio_socket_data(s);
     if (!fs) return;
     sio_socket_set_data(s, NULL);
     /* Presence for every document still open; the socket has left its rooms. */
     for (uint32_t i = 0; i < fs->nopen; i++)
-        notify_viewers(f, sio_socket_nsp(s), fs->user, fs->open_docs[i].doctype, fs->open_docs[i].docname);
+        notify_viewers(sio_socket_nsp(s), fs->user, fs->open_docs[i].doctype, fs->open_docs[i].docname);
     fr_socket_free(fs);
 }
 
