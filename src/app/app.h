@@ -34,6 +34,10 @@ typedef struct {
     int out_hard_limit;
     char *static_dir;
     char *auth_mode;
+    char *app_handlers;
+    char *node;
+    char *python;
+    char *host_dir;
     bool conformance;
 } app_config_t;
 
@@ -45,6 +49,7 @@ typedef struct {
     eio_server_t *eio_echo; /* conformance mode only */
     sio_server_t *sio;
     void *frappe;           /* frappe module state */
+    void *handlers;         /* app-handler hosts, when some app has handlers */
     http_static_t *statics; /* static_dir, when set */
 } app_t;
 

@@ -78,6 +78,15 @@ static const opt_t opts[] = {
     {"auth_mode", NULL, "REALTIMED_AUTH_MODE", T_STR, O(auth_mode), "frappe", 0, 0, 0,
      "frappe (every connection authenticated by the web server) or guest (demo: no web "
      "server; every connection is a Guest in the 'website' room)"},
+    {"app_handlers", NULL, "REALTIMED_APP_HANDLERS", T_STR, O(app_handlers), "auto", 0, 0, 0,
+     "apps' realtime/handlers.js and handlers.py: auto (an app with both runs handlers.py when "
+     "the bench's Frappe has the Python realtime server, else handlers.js), js, py, or off"},
+    {"node", NULL, "REALTIMED_NODE", T_STR, O(node), NULL, 0, 0, 0,
+     "Node.js for the handlers.js host (default: node on PATH)"},
+    {"python", NULL, "REALTIMED_PYTHON", T_STR, O(python), NULL, 0, 0, 0,
+     "Python for the handlers.py host (default: <bench>/env/bin/python)"},
+    {"host_dir", NULL, "REALTIMED_HOST_DIR", T_STR, O(host_dir), NULL, 0, 0, 0,
+     "folder of the handler host scripts (default: installed beside the binary)"},
     {"conformance", NULL, NULL, T_BOOL, O(conformance), "0", 0, 1, 0,
      "serve the protocol test-suite application (/engine.io/ echo and /socket.io/ sample "
      "app, pingInterval 300, pingTimeout 200) instead of Frappe"},
@@ -311,6 +320,12 @@ static int validate(const app_config_t *cfg)
     if (cfg->redis_queue && strncmp(cfg->redis_queue, "redis://", 8) != 0 &&
         strncmp(cfg->redis_queue, "unix://", 7) != 0) {
         fprintf(stderr, "realtimed: invalid value for redis_queue: expected a redis:// or unix:// URL\n");
+        return EX_CONFIG;
+    }
+    if (strcmp(cfg->app_handlers, "auto") && strcmp(cfg->app_handlers, "js") && strcmp(cfg->app_handlers, "py") &&
+        strcmp(cfg->app_handlers, "off")) {
+        fprintf(stderr, "realtimed: invalid value '%s' for app_handlers: expected auto, js, py or off\n",
+                cfg->app_handlers);
         return EX_CONFIG;
     }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {

@@ -116,7 +116,7 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
         if (ev->ack_id >= 0) sio_ack(s, ev->ack_id, RT_SLICE(""), NULL, 0);
     } else if (rt_slice_eq_cstr(n, "request-ack")) {
         /* The server asks the client for an ack, then reports what came back. */
-        sio_emit_with_ack(s, RT_SLICE("ack-request"), ev->args, ack_result, NULL);
+        sio_emit_with_ack(s, RT_SLICE("ack-request"), ev->args, NULL, 0, ack_result, NULL);
     } else if (rt_slice_eq_cstr(n, "disconnect-me")) {
         sio_socket_disconnect(s);
     } else if (rt_slice_eq_cstr(n, "close-session")) {
@@ -170,8 +170,9 @@ int conformance_start(app_t *app)
     app->eio_echo = eio_server_new(app->http, "/engine.io/", &eo, &echo, app);
 
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
-    static const sio_nsp_handler_t h = {NULL, on_connect, on_event, NULL};
-    static const sio_nsp_handler_t ph = {private_request, on_connect, on_event, NULL};
+    static const sio_nsp_handler_t h = {.on_connect = on_connect, .on_event = on_event};
+    static const sio_nsp_handler_t ph = {.on_connect_request = private_request, .on_connect = on_connect,
+                                         .on_event = on_event};
     sio_server_of(app->sio, "/", &h, app);
     sio_server_of(app->sio, "/custom", &h, app);
     sio_server_of(app->sio, "/private", &ph, app);

@@ -10,6 +10,7 @@
 #include <sys/time.h>
 
 #include "frappe/frappe.h"
+#include "handlers/handlers.h"
 
 static void health(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
 {
@@ -28,6 +29,45 @@ static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
     fo->developer_mode = cfg->developer_mode;
     fo->auth_timeout_ms = (unsigned)cfg->auth_timeout;
     fo->guest_mode = !strcmp(cfg->auth_mode, "guest");
+}
+
+/* ---- apps' realtime handlers (handlers/) plugged into frappe ---- */
+static void ext_permission(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, void (*cb)(bool, void *), void *cbud,
+                           void *ud)
+{
+    frappe_has_permission(ud, s, dt, dn, cb, cbud);
+}
+
+static void ext_secret(void (*cb)(bool, rt_slice_t, void *), void *cbud, void *ud)
+{
+    frappe_read_secret(ud, cb, cbud);
+}
+
+static int start_handlers(app_t *app)
+{
+    const app_config_t *cfg = &app->cfg;
+    if (!strcmp(cfg->app_handlers, "off")) return 0;
+    handlers_options_t ho;
+    handlers_options_default(&ho);
+    ho.bench = cfg->bench;
+    ho.node = cfg->node;
+    ho.python = cfg->python;
+    ho.mode = cfg->app_handlers;
+    ho.host_dir = cfg->host_dir;
+    ho.max_frame = 4 * (size_t)cfg->max_payload + 65536;
+    static const handlers_app_t ha = {ext_permission, ext_secret};
+    char err[512];
+    handlers_t *h = NULL;
+    if (handlers_new(app->loop, app->sio, &ho, &ha, app->frappe, &h, err, sizeof err) < 0) {
+        fprintf(stderr, "realtimed: %s\n", err);
+        return EX_CONFIG;
+    }
+    if (!h) return 0; /* no app has handlers */
+    app->handlers = h;
+    static const frappe_ext_t ext = {handlers_socket_ready, handlers_socket_event, handlers_socket_room,
+                                     handlers_socket_gone};
+    frappe_set_ext(app->frappe, &ext, h);
+    return 0;
 }
 
 int frappe_start(app_t *app)
@@ -67,13 +107,15 @@ int frappe_start(app_t *app)
         fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
         return EX_CONFIG;
     }
-    return 0;
+    return start_handlers(app);
 }
 
 void frappe_app_stop(app_t *app) { frappe_stop(app->frappe); }
 
 void frappe_app_release(app_t *app)
 {
+    handlers_free(app->handlers); /* after the sio server: it saw every socket go */
+    app->handlers = NULL;
     frappe_free(app->frappe);
     app->frappe = NULL;
     http_static_free(app->statics);

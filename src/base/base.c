@@ -113,12 +113,14 @@ void rt_pool_destroy(rt_pool_t *p)
     p->free = NULL;
 }
 
-bool rt_slice_case_eq(rt_slice_t a, const char *s)
+bool rt_slice_case_eq(rt_slice_t a, const char *s) { return rt_slice_case_eq_slice(a, rt_slice_cstr(s)); }
+
+bool rt_slice_case_eq_slice(rt_slice_t a, rt_slice_t b)
 {
-    size_t n = strlen(s);
+    size_t n = b.n;
     if (a.n != n) return false;
     for (size_t i = 0; i < n; i++) {
-        char x = a.p[i], y = s[i];
+        char x = a.p[i], y = b.p[i];
         if (x >= 'A' && x <= 'Z') x += 32;
         if (y >= 'A' && y <= 'Z') y += 32;
         if (x != y) return false;

@@ -75,6 +75,7 @@ static inline bool rt_slice_eq(rt_slice_t a, rt_slice_t b)
 }
 static inline bool rt_slice_eq_cstr(rt_slice_t a, const char *s) { return rt_slice_eq(a, rt_slice_cstr(s)); }
 bool rt_slice_case_eq(rt_slice_t a, const char *s); /* ASCII case-insensitive */
+bool rt_slice_case_eq_slice(rt_slice_t a, rt_slice_t b);
 /* Parses a non-negative decimal integer that must fill the whole slice. */
 int rt_slice_to_u64(rt_slice_t s, uint64_t *out);
 

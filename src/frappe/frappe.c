@@ -29,6 +29,7 @@ typedef struct fr_ident {
     bool origin_ok;     /* hostname(Host) == hostname(Origin) */
     bool has_cookie;    /* a Cookie header was sent */
     bool auth_too_long; /* an Authorization over FR_MAX_AUTH: refused at CONNECT */
+    char *handshake;    /* JSON for extensions (keep_handshake), or NULL */
     char *site;         /* resolved site name */
     char *origin;       /* Origin header (for the callback URL), or NULL */
     char *sid;          /* sid cookie, or NULL */
@@ -46,11 +47,12 @@ typedef struct {
     uint32_t nopen, capopen;
     bool system_user;
     bool handlers;       /* the "frappe" app is installed: rooms and events */
+    bool ext;            /* announced to the extension */
     char user[];
 } fr_socket_t;
 
 typedef enum { OP_AUTH, OP_PERM } fr_op_kind_t;
-typedef enum { PERM_DOCTYPE, PERM_DOC, PERM_OPEN } fr_perm_kind_t;
+typedef enum { PERM_DOCTYPE, PERM_DOC, PERM_OPEN, PERM_EXT } fr_perm_kind_t;
 
 typedef struct fr_op {
     rt_list_t link; /* in f->ops */
@@ -63,6 +65,8 @@ typedef struct fr_op {
     fr_perm_kind_t perm;
     bool query_empty; /* has_permission gets name="" (Node's `name || ""`) */
     char *doctype, *docname;
+    frappe_perm_cb ext_cb; /* PERM_EXT */
+    void *ext_ud;
 } fr_op_t;
 
 struct frappe {
@@ -76,6 +80,9 @@ struct frappe {
     rt_list_t ops;
     bool stopping;
     rt_buf_t tmp;
+    frappe_ext_t ext;
+    void *ext_ud;
+    bool has_ext;
     frappe_stats_t stats;
 };
 
@@ -190,7 +197,10 @@ static void js_string(rt_slice_t v, rt_buf_t *out)
 /* ---- identity ---- */
 static void ident_unref(fr_ident_t *id)
 {
-    if (id && --id->refs == 0) free(id);
+    if (id && --id->refs == 0) {
+        free(id->handshake);
+        free(id);
+    }
 }
 
 /* Copies s (NUL-terminated) to *at and advances it; NULL for an absent s. */
@@ -202,6 +212,70 @@ static char *pack(char **at, rt_slice_t s, bool present)
     p[s.n] = 0;
     *at = p + s.n + 1;
     return p;
+}
+
+/* The handshake as socket.io's socket.handshake shows it, for extensions:
+ * headers (names lower-cased, repeats joined by ", "), the decoded query,
+ * the request target, the peer address, the time. */
+static char *handshake_json(const http_request_t *req)
+{
+    rt_buf_t b = {0}, v = {0};
+    rt_buf_append_cstr(&b, "{\"headers\":{");
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const http_header_t *h = &req->headers[i];
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) seen = rt_slice_case_eq_slice(req->headers[j].name, h->name);
+        if (seen) continue;
+        v.len = 0;
+        for (size_t k = 0; k < h->name.n; k++) {
+            char ch = h->name.p[k];
+            rt_buf_putc(&v, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
+        }
+        if (i) rt_buf_putc(&b, ',');
+        rt_buf_append_json_string(&b, rt_slice(v.data, v.len));
+        rt_buf_putc(&b, ':');
+        v.len = 0;
+        for (size_t j = i; j < req->num_headers; j++) {
+            if (!rt_slice_case_eq_slice(req->headers[j].name, h->name)) continue;
+            if (v.len) rt_buf_append(&v, ", ", 2);
+            rt_buf_append_slice(&v, req->headers[j].value);
+        }
+        rt_buf_append_json_string(&b, rt_slice(v.data, v.len));
+    }
+    rt_buf_append_cstr(&b, "},\"query\":{");
+    /* key=value pairs, decoded (a key seen again: the last value) */
+    const char *p = req->query.p, *end = req->query.p + req->query.n;
+    bool first = true;
+    while (req->query.n && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        rt_slice_t k = rt_slice(p, (size_t)((eq ? eq : pe) - p));
+        rt_slice_t val = eq ? rt_slice(eq + 1, (size_t)(pe - eq - 1)) : RT_SLICE("");
+        if (k.n) {
+            if (!first) rt_buf_putc(&b, ',');
+            first = false;
+            v.len = 0;
+            if (rt_url_decode(k, true, &v) < 0) rt_buf_append_slice(&v, k);
+            rt_buf_append_json_string(&b, rt_slice(v.data, v.len));
+            rt_buf_putc(&b, ':');
+            v.len = 0;
+            if (rt_url_decode(val, true, &v) < 0) rt_buf_append_slice(&v, val);
+            rt_buf_append_json_string(&b, rt_slice(v.data, v.len));
+        }
+        p = pe + 1;
+    }
+    char peer[64];
+    http_request_peer(req, peer, sizeof peer);
+    rt_buf_append_cstr(&b, "},\"url\":");
+    rt_buf_append_json_string(&b, req->target);
+    rt_buf_append_cstr(&b, ",\"address\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(peer));
+    rt_buf_printf(&b, ",\"issued\":%llu,\"secure\":false,\"xdomain\":%s}", (unsigned long long)rt_wall_ms(),
+                  http_header_get(req, "origin").p ? "true" : "false");
+    rt_buf_putc(&b, 0);
+    rt_buf_free(&v);
+    return b.data;
 }
 
 /* True if sites/<name>/site_config.json exists in the bench: name is a
@@ -254,6 +328,7 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
     id->origin_ok = origin.p && rt_slice_eq(hh, frappe_hostname(origin));
     id->has_cookie = cookie.p && cookie.n;
     id->auth_too_long = auth_too_long;
+    id->handshake = f->opt.keep_handshake ? handshake_json(req) : NULL;
     id->site = pack(&at, site, true);
     id->origin = pack(&at, origin, keep_origin);
     id->sid = pack(&at, rt_slice(sid.data, sid.len), has_sid);
@@ -415,8 +490,44 @@ static void join_default_rooms(frappe_t *f, sio_socket_t *s, fr_socket_t *fs)
     if (fs->system_user) sio_join(s, RT_SLICE("all"));
 }
 
+/* Tells the extension about a socket that was just accepted. */
+static void ext_announce(frappe_t *f, sio_socket_t *s, fr_socket_t *fs, rt_slice_t utype, rt_slice_t apps)
+{
+    fr_ident_t *id = fs->id;
+    rt_buf_t b = {0}, url = {0};
+    rt_slice_t nsp = sio_nsp_name(sio_socket_nsp(s));
+    rt_buf_append_cstr(&b, "{\"id\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(sio_socket_id(s)));
+    rt_buf_append_cstr(&b, ",\"nsp\":");
+    rt_buf_append_json_string(&b, nsp);
+    rt_buf_append_cstr(&b, ",\"site\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(id->site));
+    rt_buf_append_cstr(&b, ",\"user\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(fs->user));
+    rt_buf_append_cstr(&b, ",\"user_type\":");
+    rt_buf_append_slice(&b, utype.p && rt_json_peek(utype) == RT_JSON_STRING ? rt_json_trim(utype) : RT_SLICE("null"));
+    rt_buf_append_cstr(&b, ",\"installed_apps\":");
+    rt_buf_append_slice(&b, apps.p && rt_json_peek(apps) == RT_JSON_ARRAY ? rt_json_trim(apps) : RT_SLICE("[]"));
+    rt_buf_append_cstr(&b, ",\"sid\":");
+    if (id->sid) rt_buf_append_json_string(&b, rt_slice_cstr(id->sid));
+    else rt_buf_append_cstr(&b, "null");
+    rt_buf_append_cstr(&b, ",\"authorization_header\":");
+    if (id->authorization) rt_buf_append_json_string(&b, rt_slice_cstr(id->authorization));
+    else rt_buf_append_cstr(&b, "null");
+    callback_url(f, id, "", &url);
+    rt_buf_append_cstr(&b, ",\"url\":");
+    rt_buf_append_json_string(&b, rt_slice(url.data, url.len));
+    rt_buf_append_cstr(&b, ",\"handshake\":");
+    rt_buf_append_cstr(&b, id->handshake ? id->handshake : "null");
+    rt_buf_putc(&b, '}');
+    fs->ext = true;
+    f->ext.socket_ready(s, rt_slice(b.data, b.len), f->ext_ud);
+    rt_buf_free(&b);
+    rt_buf_free(&url);
+}
+
 static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t user, bool system_user,
-                      bool frappe_app)
+                      bool frappe_app, rt_slice_t utype, rt_slice_t apps)
 {
     fr_socket_t *fs = rt_calloc(1, sizeof *fs + user.n + 1);
     fs->id = id;
@@ -431,6 +542,7 @@ static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t u
      * site without it gets none, as in Node. */
     fs->handlers = frappe_app;
     if (frappe_app) join_default_rooms(f, s, fs);
+    if (f->has_ext && sio_socket_connected(s)) ext_announce(f, s, fs, utype, apps);
 }
 
 static void reject(frappe_t *f, sio_socket_t *s, const char *msg)
@@ -513,7 +625,7 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
         while (rt_json_array_next(&it, &a))
             if (rt_slice_eq_cstr(a, "\"frappe\"")) frappe_app = true;
     }
-    accept_as(f, s, op->id, rt_slice(u.data, u.len), system_user, frappe_app);
+    accept_as(f, s, op->id, rt_slice(u.data, u.len), system_user, frappe_app, utype, apps);
     rt_buf_free(&u);
 out:
     rt_buf_free(&msg);
@@ -533,7 +645,7 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
         return;
     }
     if (f->opt.guest_mode) {
-        accept_as(f, s, id, RT_SLICE("Guest"), false, true);
+        accept_as(f, s, id, RT_SLICE("Guest"), false, true, RT_SLICE("\"Website User\""), RT_SLICE("[\"frappe\"]"));
         return;
     }
     if (!id->origin_ok) {
@@ -650,6 +762,13 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
                rt_json_peek(r->body) == RT_JSON_OBJECT && rt_json_object_get(r->body, "message", &m)) {
         allowed = rt_slice_eq_cstr(m, "true");
     }
+    if (op->perm == PERM_EXT) {
+        frappe_perm_cb cb = op->ext_cb;
+        op->ext_cb = NULL;
+        cb(allowed && sio_socket_connected(s), op->ext_ud);
+        op_free(op);
+        return;
+    }
     /* A refusal (403) is silent: no join, nothing sent back. */
     if (allowed && sio_socket_connected(s)) {
         rt_buf_t room = {0};
@@ -658,6 +777,7 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
         case PERM_DOCTYPE: doc_room(&room, "doctype:", op->doctype, NULL); break;
         case PERM_DOC: doc_room(&room, "doc:", op->doctype, op->docname); break;
         case PERM_OPEN: doc_room(&room, "open_doc:", op->doctype, op->docname); break;
+        case PERM_EXT: break; /* answered above */
         }
         sio_join(s, rt_slice(room.data, room.len));
         if (op->perm == PERM_OPEN) {
@@ -713,11 +833,20 @@ static void leave_room(sio_socket_t *s, const char *prefix, rt_slice_t a, rt_sli
     rt_buf_free(&room);
 }
 
+static void native_event(frappe_t *f, sio_socket_t *s, fr_socket_t *fs, const sio_event_t *ev);
+
 static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
 {
     frappe_t *f = ud;
     fr_socket_t *fs = sio_socket_data(s);
-    if (!fs || !fs->handlers) return;
+    if (!fs) return;
+    if (fs->handlers) native_event(f, s, fs, ev);
+    /* Apps' handlers too (as in Node, where frappe's are one app's among others). */
+    if (fs->ext && sio_socket_connected(s)) f->ext.socket_event(s, ev, f->ext_ud);
+}
+
+static void native_event(frappe_t *f, sio_socket_t *s, fr_socket_t *fs, const sio_event_t *ev)
+{
     rt_slice_t a[2] = {RT_SLICE_NULL, RT_SLICE_NULL}, first;
     rt_json_iter_t it;
     rt_json_iter_init(&it, ev->payload);
@@ -783,14 +912,22 @@ static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
 
 static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
 {
-    RT_UNUSED(reason), RT_UNUSED(ud);
+    frappe_t *f = ud;
     fr_socket_t *fs = sio_socket_data(s);
     if (!fs) return;
     sio_socket_set_data(s, NULL);
     /* Presence for every document still open; the socket has left its rooms. */
     for (uint32_t i = 0; i < fs->nopen; i++)
         notify_viewers(sio_socket_nsp(s), fs->user, fs->open_docs[i].doctype, fs->open_docs[i].docname);
+    if (fs->ext) f->ext.socket_gone(s, reason, f->ext_ud);
     fr_socket_free(fs);
+}
+
+static void on_room(sio_socket_t *s, rt_slice_t room, bool joined, void *ud)
+{
+    frappe_t *f = ud;
+    fr_socket_t *fs = sio_socket_data(s);
+    if (fs && fs->ext) f->ext.socket_room(s, room, joined, f->ext_ud);
 }
 
 /* ---- the Redis `events` bridge ---- */
@@ -907,8 +1044,9 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
     f->fetch = fetch_client_new(loop, opt->auth_timeout_ms);
     static const sio_client_handler_t ch = {on_client, on_client_close};
     sio_server_set_client_handler(srv, &ch, f);
-    static const sio_nsp_handler_t main_h = {NULL, NULL, NULL, NULL};
-    static const sio_nsp_handler_t site_h = {on_connect_request, NULL, on_event, on_disconnect};
+    static const sio_nsp_handler_t main_h = {0};
+    static const sio_nsp_handler_t site_h = {.on_connect_request = on_connect_request, .on_event = on_event,
+                                             .on_disconnect = on_disconnect, .on_room = on_room};
     sio_server_of(srv, "/", &main_h, f); /* exists in Socket.IO; gets nothing */
     sio_server_add_dynamic(srv, match_site, &site_h, f);
     if (opt->guest_mode)
@@ -928,6 +1066,7 @@ void frappe_stop(frappe_t *f)
     while (!rt_list_empty(&f->ops)) {
         fr_op_t *op = rt_container_of(f->ops.next, fr_op_t, link);
         op->waiter = NULL; /* freed with the fetch client */
+        if (op->ext_cb) op->ext_cb(false, op->ext_ud); /* an extension's check: answered, denied */
         op_free(op);
     }
 }
@@ -943,3 +1082,39 @@ void frappe_free(frappe_t *f)
 }
 
 const frappe_stats_t *frappe_stats(const frappe_t *f) { return &f->stats; }
+
+/* ---- extensions ---- */
+void frappe_set_ext(frappe_t *f, const frappe_ext_t *ext, void *ud)
+{
+    f->ext = *ext;
+    f->ext_ud = ud;
+    f->has_ext = true;
+    f->opt.keep_handshake = true; /* the extension sees socket.handshake */
+}
+
+void frappe_has_permission(frappe_t *f, sio_socket_t *s, rt_slice_t doctype, rt_slice_t docname, frappe_perm_cb cb,
+                           void *ud)
+{
+    fr_socket_t *fs = sio_socket_data(s);
+    if (f->stopping || !fs || f->opt.guest_mode || !sio_socket_connected(s)) {
+        cb(false, ud);
+        return;
+    }
+    fr_op_t *op = op_new(f, OP_PERM, s, fs->id);
+    op->perm = PERM_EXT;
+    op->ext_cb = cb;
+    op->ext_ud = ud;
+    op->doctype = rt_strndup(doctype.p ? doctype.p : "", doctype.n);
+    op->docname = rt_strndup(docname.p ? docname.p : "", docname.n);
+    op->query_empty = docname.n == 0;
+    op_start(op);
+}
+
+void frappe_read_secret(frappe_t *f, void (*cb)(bool ok, rt_slice_t value, void *ud), void *ud)
+{
+    if (f->stopping || !f->broker) {
+        cb(false, RT_SLICE_NULL, ud);
+        return;
+    }
+    broker_get(f->broker, SECRET_KEY, f->opt.auth_timeout_ms, cb, ud);
+}

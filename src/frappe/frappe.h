@@ -23,7 +23,36 @@ typedef struct {
     bool developer_mode;
     unsigned auth_timeout_ms;
     bool guest_mode;            /* demo: no web server, everyone is Guest */
+    bool keep_handshake;        /* keep each client's handshake (headers, query) for an extension */
 } frappe_options_t;
+
+/* An extension sees every authenticated socket of the site namespaces:
+ * the app-handler bridge (handlers/) is one. Frappe's own handling always
+ * runs first. Callbacks get the extension's ud. */
+typedef struct {
+    /* Accepted, in its default rooms. info is a JSON object, valid during
+     * the call: {"id","nsp","site","user","user_type","installed_apps",
+     * "sid","authorization_header","url","handshake"} (url: where this
+     * socket's callbacks go; handshake: {"headers","query","url","address",
+     * "time","issued","secure","xdomain"} when keep_handshake, else null). */
+    void (*socket_ready)(sio_socket_t *s, rt_slice_t info, void *ud);
+    void (*socket_event)(sio_socket_t *s, const sio_event_t *ev, void *ud);
+    void (*socket_room)(sio_socket_t *s, rt_slice_t room, bool joined, void *ud);
+    /* After it left its rooms (any way a socket can go). */
+    void (*socket_gone)(sio_socket_t *s, const char *reason, void *ud);
+} frappe_ext_t;
+void frappe_set_ext(frappe_t *f, const frappe_ext_t *ext, void *ud);
+
+/* For extensions: Frappe's has_permission(doctype, name) for a socket of
+ * the site namespaces through the backchannel (the socket's credentials,
+ * the secret, coalescing). cb gets the answer once: allowed, or not (403,
+ * errors, shutdown). */
+typedef void (*frappe_perm_cb)(bool allowed, void *ud);
+void frappe_has_permission(frappe_t *f, sio_socket_t *s, rt_slice_t doctype, rt_slice_t docname, frappe_perm_cb cb,
+                           void *ud);
+/* The socket secret, read fresh from Redis (waits for it at most the auth
+ * timeout); cb once. */
+void frappe_read_secret(frappe_t *f, void (*cb)(bool ok, rt_slice_t value, void *ud), void *ud);
 
 /* Registers the namespaces and handlers on srv and connects to Redis.
  * NULL with a message in err for an invalid Redis URL. */

@@ -218,6 +218,12 @@ void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void
 
 bool http_conn_has_pending(const http_conn_t *hc) { return hc->busy; }
 
+void http_request_peer(const http_request_t *req, char *out, size_t n)
+{
+    if (n) out[0] = 0;
+    if (req->conn) net_conn_peer(req->conn, out, n);
+}
+
 net_conn_t *http_conn_upgrade(http_conn_t *hc)
 {
     net_conn_t *c = hc->c;
@@ -328,6 +334,7 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         hc->timing_head = false;
         rt_slice_t body = rt_slice(data + done + r, body_len);
         done += (size_t)r + body_len;
+        req.conn = c;
         dispatch(hc, &req, body);
         /* Upgraded: hc is freed and the rest goes to the new owner. Compare
          * ops, not data: the new owner may reuse hc's address. */

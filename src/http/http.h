@@ -55,6 +55,10 @@ const char *http_status_reason(int status);
 void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void *ud), void *ud);
 bool http_conn_has_pending(const http_conn_t *hc);
 
+/* The peer address of the request's connection as text ("127.0.0.1",
+ * "unix"), or "" when unknown. */
+void http_request_peer(const http_request_t *req, char *out, size_t n);
+
 /* Takes the connection over for another protocol (WebSocket). The caller
  * sets c->ops and c->data; hc is freed. Bytes after the request head are
  * offered to the new ops immediately. */

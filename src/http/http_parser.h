@@ -24,6 +24,7 @@ typedef struct {
     bool chunked;           /* Transfer-Encoding: chunked present */
     bool keep_alive;        /* after Connection header and version defaults */
     bool upgrade;           /* Connection contains "upgrade" token */
+    const struct net_conn *conn; /* set by the http server (not the parser): the peer */
 } http_request_t;
 
 /* Parses a request head from buf[0..len). Returns head_len (> 0) on success,

@@ -197,7 +197,8 @@ void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice
     client_send_attachments(s->client, attachments, nattach);
 }
 
-void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_ack_cb cb, void *ud)
+void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
+                       uint32_t nattach, sio_ack_cb cb, void *ud)
 {
     if (s->state != SOCK_CONNECTED || name_reserved(event)) {
         cb(s, RT_SLICE_NULL, NULL, 0, true, ud);
@@ -212,9 +213,10 @@ void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_a
         rt_map_init(s->acks);
     }
     rt_map_put(s->acks, rt_slice((const char *)&a->id, sizeof a->id), a);
-    rt_buf_t *b = enc_head(s->nsp, SIO_EVENT, 0, (int64_t)a->id);
+    rt_buf_t *b = enc_head(s->nsp, nattach ? SIO_BINARY_EVENT : SIO_EVENT, nattach, (int64_t)a->id);
     enc_array(b, event, args);
     client_send_text(s->client, b);
+    client_send_attachments(s->client, attachments, nattach);
 }
 
 void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t *attachments,
@@ -249,6 +251,9 @@ static void member_remove(sio_member_t *m)
     sio_room_t *r = m->room;
     sio_socket_t *s = m->s;
     sio_nsp_t *nsp = s->nsp;
+    /* Leaving because the socket goes is reported by on_disconnect alone. */
+    if (nsp->h.on_room && s->state == SOCK_CONNECTED)
+        nsp->h.on_room(s, rt_slice(r->name, r->namelen), false, nsp->ud);
     rt_list_remove(&m->in_room);
     s->nrooms--;
     s->room_bytes -= r->namelen;
@@ -288,7 +293,13 @@ int sio_join(sio_socket_t *s, rt_slice_t room)
     s->rooms = m;
     rt_list_insert_tail(&r->members, &m->in_room);
     r->count++;
+    if (s->nsp->h.on_room) s->nsp->h.on_room(s, room, true, s->nsp->ud);
     return RT_OK;
+}
+
+void sio_socket_rooms_each(const sio_socket_t *s, void (*fn)(rt_slice_t room, void *arg), void *arg)
+{
+    for (sio_member_t *m = s->rooms; m; m = m->next) fn(rt_slice(m->room->name, m->room->namelen), arg);
 }
 
 void sio_leave(sio_socket_t *s, rt_slice_t room)
@@ -312,6 +323,12 @@ void sio_leave_all(sio_socket_t *s)
         s->rooms = m->next;
         member_remove(m);
     }
+}
+
+void sio_nsp_each(sio_nsp_t *nsp, void (*fn)(sio_socket_t *s, void *arg), void *arg)
+{
+    rt_list_t *it, *nx;
+    rt_list_foreach_safe(it, nx, &nsp->sockets) fn(rt_container_of(it, sio_socket_t, nsp_link), arg);
 }
 
 void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg), void *arg)
@@ -518,12 +535,12 @@ static void socket_close(sio_socket_t *s, const char *reason)
     if (s->state == SOCK_CLOSED) return;
     bool was_connected = s->state == SOCK_CONNECTED;
     sio_nsp_t *nsp = s->nsp;
+    s->state = SOCK_CLOSED; /* first: the rooms it leaves now are not reported (on_room) */
     sio_leave_all(s);
     if (was_connected) {
         rt_list_remove(&s->nsp_link);
         nsp->nsockets--;
     }
-    s->state = SOCK_CLOSED;
     if (s->acks) {
         /* Taken off the socket first: a callback may emit again (refused:
          * the socket is closed) but never sees a half-drained map. */

@@ -51,6 +51,9 @@ typedef struct {
      * disconnect", "server namespace disconnect", "transport close", "ping
      * timeout", ...). Rooms were already left. */
     void (*on_disconnect)(sio_socket_t *s, const char *reason, void *ud);
+    /* Optional: s joined (joined = true) or left a room, by any call of
+     * sio_join/sio_leave; not called for the rooms left as it disconnects. */
+    void (*on_room)(sio_socket_t *s, rt_slice_t room, bool joined, void *ud);
 } sio_nsp_handler_t;
 
 typedef struct {
@@ -113,8 +116,8 @@ void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice
  * and attachments, or closed = true when the socket went away first. */
 typedef void (*sio_ack_cb)(sio_socket_t *s, rt_slice_t args, const rt_slice_t *attachments,
                            uint32_t nattach, bool closed, void *ud);
-void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, sio_ack_cb cb,
-                       void *ud);
+void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
+                       uint32_t nattach, sio_ack_cb cb, void *ud);
 /* Answers a client's ack request. */
 void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t *attachments,
              uint32_t nattach);
@@ -135,6 +138,11 @@ void sio_ack(sio_socket_t *s, int64_t ack_id, rt_slice_t args, const rt_slice_t 
 int sio_join(sio_socket_t *s, rt_slice_t room);
 void sio_leave(sio_socket_t *s, rt_slice_t room);
 void sio_leave_all(sio_socket_t *s);
+/* Calls fn for every room s is in (most recent join first). */
+void sio_socket_rooms_each(const sio_socket_t *s, void (*fn)(rt_slice_t room, void *arg), void *arg);
+/* Calls fn for every connected socket of the namespace, in connection
+ * order. fn must not connect or disconnect sockets. */
+void sio_nsp_each(sio_nsp_t *nsp, void (*fn)(sio_socket_t *s, void *arg), void *arg);
 /* Calls fn for every member of room, in join order. fn must not change
  * room membership. */
 void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, void *arg),

@@ -59,6 +59,11 @@ Config (every key optional):
         # the first call mismatches and the retry succeeds.
   }
 Endpoint names for "fail"/"delay_ms": "get_user_info", "has_permission".
+
+Any other /api/method/<name> (an app's whitelisted method, as called by
+handlers through socket.frappe_request) answers, for a known caller,
+200 {"message": {"method", "name", "user", "query": {k: v}, "form": {k: v},
+"content_type"}} (GET or POST with a form body); unknown credentials 401.
 """
 
 import argparse
@@ -211,11 +216,35 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path.startswith("/_fake/"):
             return self.control("POST", url)
-        self.read_json()
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
         self._status = None
         self._url, self._recorded = url, False
-        self.send_json(405, {"exc_type": "MethodNotAllowed"})
-        self._url = None
+        try:
+            if url.path.startswith("/api/method/") and not url.path.startswith(METHOD_PREFIX):
+                self.app_method(url, raw)
+            else:
+                self.send_json(405, {"exc_type": "MethodNotAllowed"})
+        finally:
+            if not self._recorded:
+                self.record(url)
+            self._url = None
+
+    def app_method(self, url, raw=b""):
+        with _lock:
+            cfg = dict(_config)
+        user, _, _ = identify(cfg, self.headers)
+        if user is None:
+            return self.send_json(401, {"exc_type": "AuthenticationError"})
+        q = parse_qs(url.query, keep_blank_values=True)
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True) if raw else {}
+        return self.send_json(200, {"message": {
+            "method": self.command, "name": url.path[len("/api/method/"):], "user": user,
+            "query": {k: v[0] for k, v in q.items()}, "form": {k: v[0] for k, v in form.items()},
+            "content_type": self.headers.get("Content-Type"),
+            "site": self.headers.get("X-Frappe-Site-Name"),
+            "secret": self.headers.get("X-Frappe-Socket-Secret"),
+        }})
 
     def record(self, url):
         q = parse_qs(url.query, keep_blank_values=True)
@@ -260,6 +289,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(404, {"error": "unknown control route"})
 
     def callback(self, url):
+        if url.path.startswith("/api/method/") and not url.path.startswith(METHOD_PREFIX):
+            return self.app_method(url)
         if not url.path.startswith(METHOD_PREFIX):
             return self.send_json(404, {"exc_type": "DoesNotExistError"})
         endpoint = url.path[len(METHOD_PREFIX):]

@@ -34,7 +34,7 @@ export const USERS = {
  */
 export async function startStack({
   fake: fakeConfig = {}, common = {}, config = {}, args = [], env = {}, sites = [SITE1, SITE2],
-  webserverHost = true, redis, fake,
+  webserverHost = true, redis, fake, apps,
 } = {}) {
   const ownRedis = !redis;
   const ownFake = !fake;
@@ -45,6 +45,7 @@ export async function startStack({
     common_site_config: { redis_queue: redis.url, webserver_port: fake.port, socketio_port: port, ...common },
     config,
     sites,
+    apps,
   });
   const rt = await startRealtimed([...(webserverHost ? ['--webserver-host', '127.0.0.1'] : []), ...args],
     { cwd: bench, port, env });

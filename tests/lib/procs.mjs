@@ -317,9 +317,10 @@ export async function startRealtimed(args = [], { env = {}, cwd, port, socketPat
 /**
  * Temp bench dir: config.json, sites/common_site_config.json and one folder
  * (with site_config.json) per site. sites: array of names or {name: site_config}.
- * Returns the bench path.
+ * apps: {name: source folder}, symlinked into apps/ as bench does (names
+ * listed in sites/apps.txt). Returns the bench path.
  */
-export function makeBench({ common_site_config = {}, config = {}, sites = ['site1.local'] } = {}) {
+export function makeBench({ common_site_config = {}, config = {}, sites = ['site1.local'], apps } = {}) {
   const dir = tempDir('realtimed-bench-');
   const siteMap = Array.isArray(sites) ? Object.fromEntries(sites.map((s) => [s, {}])) : sites;
   fs.mkdirSync(path.join(dir, 'sites'));
@@ -328,6 +329,11 @@ export function makeBench({ common_site_config = {}, config = {}, sites = ['site
   for (const [name, sc] of Object.entries(siteMap)) {
     fs.mkdirSync(path.join(dir, 'sites', name));
     fs.writeFileSync(path.join(dir, 'sites', name, 'site_config.json'), JSON.stringify(sc, null, 1));
+  }
+  if (apps) {
+    fs.mkdirSync(path.join(dir, 'apps'));
+    for (const [name, src] of Object.entries(apps)) fs.symlinkSync(src, path.join(dir, 'apps', name));
+    fs.writeFileSync(path.join(dir, 'sites', 'apps.txt'), `${Object.keys(apps).join('\n')}\n`);
   }
   return dir;
 }
