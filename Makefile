@@ -75,15 +75,21 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 bench:
 	./bench/run.sh
 
+# The app-handler hosts go to <prefix>/share/realtimed/host, where the
+# installed binary looks for them (next to bin/).
+HOST_FILES := $(wildcard host/*.js host/*.py)
 install: $(O)/realtimed
 	install -D -m 0755 $(O)/realtimed $(DESTDIR)$(PREFIX)/bin/realtimed
 	install -D -m 0644 docs/realtimed.8 $(DESTDIR)$(PREFIX)/share/man/man8/realtimed.8
+	install -d $(DESTDIR)$(PREFIX)/share/realtimed/host
+	install -m 0644 $(HOST_FILES) $(DESTDIR)$(PREFIX)/share/realtimed/host/
 
 # docs/realtimed.8 is generated from the options table (tests check it)
 man: $(O)/realtimed
 	$(O)/realtimed --help-man > docs/realtimed.8
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/realtimed $(DESTDIR)$(PREFIX)/share/man/man8/realtimed.8
+	rm -rf $(DESTDIR)$(PREFIX)/share/realtimed
 clean:
 	rm -rf build build-san build-fuzz build-clang
 

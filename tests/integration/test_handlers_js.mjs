@@ -9,7 +9,7 @@ import path from 'node:path';
 import {
   SITE1, T, startStack, connect, once, collect, roundTrip, quiet, sleep, waitFor, publish,
 } from '../lib/frappe_helpers.mjs';
-import { ROOT } from '../lib/procs.mjs';
+import { ROOT, SAN_ENV } from '../lib/procs.mjs';
 
 const FIX = path.join(ROOT, 'tests/fixtures/apps');
 const ALL = ['frappe', 'fullapi', 'withdep', 'loadfail', 'setupfail', 'throwers', 'nohandlers'];
@@ -27,7 +27,7 @@ const ack = (s, ev, ...args) => s.timeout(T).emitWithAck(ev, ...args);
 
 before(async () => {
   const apps = Object.fromEntries(ALL.map((a) => [a, path.join(FIX, a)]));
-  stack = await startStack({ apps, sites: [SITE1] });
+  stack = await startStack({ apps, sites: [SITE1], env: SAN_ENV });
   await stack.fake.config({ users: USERS });
   await stack.rt.waitForLine(/node host ready/, 10000);
 });
@@ -252,6 +252,32 @@ test('a disconnect listener runs after the socket left its rooms; server-side di
   const d = once(c, 'disconnect');
   c.emit('bye');
   assert.equal((await d)[0], 'io server disconnect');
+  a.close();
+});
+
+test('a host that stops reading: its queue is bounded, overflow dropped and counted, it carries on after', async () => {
+  const { rssKiB } = await import('../lib/core_helpers.mjs');
+  const a = await alice({ transports: ['websocket'] });
+  const pid = hostPid();
+  const before = rssKiB(stack.rt.proc.pid);
+  process.kill(pid, 'SIGSTOP');
+  try {
+    const big = 'z'.repeat(200000);
+    for (let i = 0; i < 150; i++) { // 30 MB for a host that reads nothing
+      a.emit('shout', 'nobody', big);
+      if (i % 10 === 9) await roundTrip(a); // native events are unaffected
+    }
+    await stack.rt.waitForLine(/the node host is not reading: a message to it was dropped/);
+    const grown = rssKiB(stack.rt.proc.pid) - before;
+    assert.ok(grown < 40 * 1024, `RSS grew by ${grown} KiB`);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  // it reads again: once what was queued is through, new events are handled
+  // (what came while the queue was full was dropped)
+  await waitFor(async () => {
+    try { return (await a.timeout(1000).emitWithAck('still')) === 'alive'; } catch { return false; }
+  }, 20000);
   a.close();
 });
 

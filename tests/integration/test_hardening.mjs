@@ -7,15 +7,9 @@ import {
   SITE1, T, startStack, connect, once, collectAll, roundTrip, publish, quiet, sleep, waitFor,
 } from '../lib/frappe_helpers.mjs';
 import { rawRequest, rssKiB } from '../lib/core_helpers.mjs';
+import { SAN_ENV } from '../lib/procs.mjs';
 
 let stack;
-
-// Under AddressSanitizer freed blocks sit in a quarantine (256 MB by
-// default), which RSS would show as held: keep it small so that the memory
-// tests measure what realtimed keeps.
-const SAN_ENV = process.env.ASAN_OPTIONS
-  ? { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS}:quarantine_size_mb=8:thread_local_quarantine_size_kb=64` }
-  : {};
 
 before(async () => {
   stack = await startStack({ env: SAN_ENV });

@@ -34,6 +34,13 @@ export function tempDir(prefix = 'realtimed-test-') {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Under AddressSanitizer (SAN=1) freed blocks sit in a quarantine (256 MB
+// by default) that RSS would show as held: servers whose memory a test
+// measures get a small one, so the test sees what realtimed keeps.
+export const SAN_ENV = process.env.ASAN_OPTIONS
+  ? { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS}:quarantine_size_mb=8:thread_local_quarantine_size_kb=64` }
+  : {};
+
 /** Poll fn (may be async) until it returns a truthy value; returns that value. */
 export async function waitFor(fn, ms = 5000, interval = 25) {
   const deadline = Date.now() + ms;

@@ -245,10 +245,12 @@ class Realtimed(_Proc):
         self._until_ready(lambda: _can_connect(target), "realtimed", timeout)
 
 
-def make_bench(common_site_config=None, config=None, sites=("site1.local",)):
+def make_bench(common_site_config=None, config=None, sites=("site1.local",), apps=None):
     """Temp bench: config.json, sites/common_site_config.json, sites/<site>/site_config.json.
 
-    sites: names, or {name: site_config}. Returns the bench path (str).
+    sites: names, or {name: site_config}. apps: {name: source folder},
+    symlinked into apps/ as bench does (and listed in sites/apps.txt).
+    Returns the bench path (str).
     """
     d = Path(temp_dir("realtimed-bench-"))
     site_map = sites if isinstance(sites, dict) else {s: {} for s in sites}
@@ -258,4 +260,9 @@ def make_bench(common_site_config=None, config=None, sites=("site1.local",)):
     for name, sc in site_map.items():
         (d / "sites" / name).mkdir()
         (d / "sites" / name / "site_config.json").write_text(json.dumps(sc, indent=1))
+    if apps:
+        (d / "apps").mkdir()
+        for name, src in apps.items():
+            (d / "apps" / name).symlink_to(src)
+        (d / "sites" / "apps.txt").write_text("".join(f"{a}\n" for a in apps))
     return str(d)
