@@ -38,6 +38,24 @@ process.on('uncaughtException', (err) => log('error', `uncaught exception in ${w
 process.on('unhandledRejection', (err) => log('error', `unhandled rejection in ${where()} (ignored): ${errText(err)}`));
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => {}); // realtimed decides; EOF ends us
 
+// --check BENCH APP...: load each app's handlers.js, exit 1 if one fails
+// (realtimed --check-config)
+if (process.argv[2] === '--check') {
+  let failed = 0;
+  for (const app of process.argv.slice(4)) {
+    const file = path.resolve(process.argv[3], 'apps', app, 'realtime', 'handlers.js');
+    try {
+      const fn = require(file);
+      if (typeof fn !== 'function') throw new Error('it does not export a function');
+      log('info', `${file}: loads`);
+    } catch (err) {
+      failed++;
+      log('error', `failed to load event handlers from ${file}: ${errText(err)}`);
+    }
+  }
+  process.exit(failed ? 1 : 0);
+}
+
 // ------------------------------------------------------------------ wire
 const wire = new net.Socket({ fd: Number(process.env.REALTIMED_HOST_FD || 3), readable: true, writable: true });
 let pending = [];

@@ -13,7 +13,7 @@ PKGS=(
   build-essential clang libclang-rt-14-dev pkg-config
   libssl-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev
   redis-server
-  python3 python3-socketio python3-websocket python3-requests python3-redis python3-pytest
+  python3 python3-venv python3-socketio python3-websocket python3-requests python3-redis python3-pytest
   chromium gnuplot-nox valgrind curl
 )
 missing=()

@@ -43,18 +43,23 @@ static void ext_secret(void (*cb)(bool, rt_slice_t, void *), void *cbud, void *u
     frappe_read_secret(ud, cb, cbud);
 }
 
+static void handlers_options(const app_config_t *cfg, handlers_options_t *ho)
+{
+    handlers_options_default(ho);
+    ho->bench = cfg->bench;
+    ho->node = cfg->node;
+    ho->python = cfg->python;
+    ho->mode = cfg->app_handlers;
+    ho->host_dir = cfg->host_dir;
+    ho->max_frame = 4 * (size_t)cfg->max_payload + 65536;
+}
+
 static int start_handlers(app_t *app)
 {
     const app_config_t *cfg = &app->cfg;
     if (!strcmp(cfg->app_handlers, "off")) return 0;
     handlers_options_t ho;
-    handlers_options_default(&ho);
-    ho.bench = cfg->bench;
-    ho.node = cfg->node;
-    ho.python = cfg->python;
-    ho.mode = cfg->app_handlers;
-    ho.host_dir = cfg->host_dir;
-    ho.max_frame = 4 * (size_t)cfg->max_payload + 65536;
+    handlers_options(cfg, &ho);
     static const handlers_app_t ha = {ext_permission, ext_secret};
     char err[512];
     handlers_t *h = NULL;
@@ -131,6 +136,12 @@ int frappe_check_config(const app_config_t *cfg)
         return EX_CONFIG;
     }
     broker_url_free(&u);
+    if (strcmp(cfg->app_handlers, "off") != 0) {
+        /* a deploy catches an app whose handlers do not load before clients do */
+        handlers_options_t ho;
+        handlers_options(cfg, &ho);
+        if (handlers_check(&ho) < 0) return EX_CONFIG;
+    }
     return 0;
 }
 

@@ -1143,22 +1143,36 @@ static void host_free(host_t *ho)
 /* ---- setup ---- */
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *opt, const handlers_app_t *app,
-                 void *app_ud, handlers_t **out, char *err, size_t errlen)
+/* What the bench needs: per host, the apps it serves, and how to run it. */
+typedef struct {
+    char *bench;           /* absolute */
+    char **apps[NHOSTS];
+    size_t napps[NHOSTS];
+    char bin[NHOSTS][PATH_MAX], script[NHOSTS][PATH_MAX];
+} plan_t;
+
+static void plan_free(plan_t *p)
 {
-    *out = NULL;
-    handlers_options_t o;
-    if (opt) o = *opt;
-    else handlers_options_default(&o);
+    for (int k = 0; k < NHOSTS; k++) {
+        for (size_t i = 0; p->apps[k] && i < p->napps[k]; i++) free(p->apps[k][i]);
+        free(p->apps[k]);
+    }
+    free(p->bench);
+}
+
+/* Scans <bench>/apps (logging which file each app uses when quiet is
+ * false) and finds the interpreters and scripts. 0 (possibly with no app),
+ * or -1 with a message in err. */
+static int plan_make(const handlers_options_t *o, bool quiet, plan_t *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    p->bench = absolute_path(o->bench);
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/apps", o.bench);
+    snprintf(path, sizeof path, "%s/apps", p->bench);
     DIR *d = opendir(path);
     if (!d) return 0; /* no apps folder: nothing to run */
-    char **found[NHOSTS] = {NULL, NULL};
-    size_t nfound[NHOSTS] = {0, 0};
-    snprintf(path, sizeof path, "%s/apps/frappe/frappe/realtime/registry.py", o.bench);
-    bool py_frappe = is_file(path);
-    bool prefer_py = !strcmp(o.mode, "py") || (!strcmp(o.mode, "auto") && py_frappe);
+    snprintf(path, sizeof path, "%s/apps/frappe/frappe/realtime/registry.py", p->bench);
+    bool prefer_py = !strcmp(o->mode, "py") || (!strcmp(o->mode, "auto") && is_file(path));
     struct dirent *e;
     char **names = NULL;
     size_t nnames = 0;
@@ -1168,81 +1182,136 @@ int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *
         names[nnames++] = rt_strndup(e->d_name, strlen(e->d_name));
     }
     closedir(d);
-    qsort(names, nnames, sizeof *names, cmp_str);
+    if (nnames) qsort(names, nnames, sizeof *names, cmp_str);
     for (size_t i = 0; i < nnames; i++) {
         const char *a = names[i];
         char js[PATH_MAX], py[PATH_MAX];
-        snprintf(js, sizeof js, "%s/apps/%s/realtime/handlers.js", o.bench, a);
-        snprintf(py, sizeof py, "%s/apps/%s/%s/realtime/handlers.py", o.bench, a, a);
-        bool has_js = is_file(js), has_py = is_file(py);
+        bool has_js = snprintf(js, sizeof js, "%s/apps/%s/realtime/handlers.js", p->bench, a) < (int)sizeof js &&
+                      is_file(js);
+        bool has_py = snprintf(py, sizeof py, "%s/apps/%s/%s/realtime/handlers.py", p->bench, a, a) < (int)sizeof py &&
+                      is_file(py);
         if (!has_js && !has_py) {
             free(names[i]);
             continue;
         }
         int lang = has_js && has_py ? (prefer_py ? HOST_PY : HOST_NODE) : has_py ? HOST_PY : HOST_NODE;
-        rt_notice("handlers", "app %s: %s%s", a, lang == HOST_PY ? py : js,
-                  has_js && has_py ? (lang == HOST_PY ? " (handlers.js not used)" : " (handlers.py not used)") : "");
-        found[lang] = rt_realloc(found[lang], (nfound[lang] + 1) * sizeof **found);
-        found[lang][nfound[lang]++] = names[i];
+        if (!quiet)
+            rt_notice("handlers", "app %s: %s%s", a, lang == HOST_PY ? py : js,
+                      has_js && has_py ? (lang == HOST_PY ? " (handlers.js not used)" : " (handlers.py not used)") : "");
+        p->apps[lang] = rt_realloc(p->apps[lang], (p->napps[lang] + 1) * sizeof **p->apps);
+        p->apps[lang][p->napps[lang]++] = names[i];
     }
     free(names);
-    if (!nfound[HOST_NODE] && !nfound[HOST_PY]) return 0;
+    static const char *const scripts[NHOSTS] = {"handlers-host.js", "handlers_host.py"};
+    for (int k = 0; k < NHOSTS; k++) {
+        if (!p->napps[k]) continue;
+        char *bin = p->bin[k], dir[PATH_MAX];
+        bool have_bin;
+        if (k == HOST_NODE) {
+            have_bin = find_on_path(o->node ? o->node : "node", bin, PATH_MAX) ||
+                       (!o->node && find_on_path("nodejs", bin, PATH_MAX));
+        } else if (o->python) {
+            have_bin = find_on_path(o->python, bin, PATH_MAX);
+        } else {
+            have_bin = (snprintf(bin, PATH_MAX, "%s/env/bin/python", p->bench) < PATH_MAX && is_exec(bin)) ||
+                       find_on_path("python3", bin, PATH_MAX);
+        }
+        if (!have_bin) {
+            snprintf(err, errlen, "%zu app(s) have realtime/handlers.%s but no %s was found (%s)", p->napps[k],
+                     k == HOST_NODE ? "js" : "py", k == HOST_NODE ? "Node.js" : "Python",
+                     k == HOST_NODE ? "--node PATH or REALTIMED_NODE" : "--python PATH or REALTIMED_PYTHON");
+            return -1;
+        }
+        if (!find_host_dir(o->host_dir, scripts[k], dir, sizeof dir) ||
+            snprintf(p->script[k], PATH_MAX, "%s/%s", dir, scripts[k]) >= PATH_MAX) {
+            snprintf(err, errlen, "the handler host script %s was not found (install realtimed with make install, "
+                                  "or pass --host-dir)", scripts[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
 
+int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *opt, const handlers_app_t *app,
+                 void *app_ud, handlers_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    handlers_options_t o;
+    if (opt) o = *opt;
+    else handlers_options_default(&o);
+    plan_t p;
+    if (plan_make(&o, false, &p, err, errlen) < 0) {
+        plan_free(&p);
+        return -1;
+    }
+    if (!p.napps[HOST_NODE] && !p.napps[HOST_PY]) {
+        plan_free(&p);
+        return 0;
+    }
     handlers_t *h = rt_calloc(1, sizeof *h);
     h->loop = loop;
     h->srv = srv;
     h->opt = o;
     h->app = *app;
     h->app_ud = app_ud;
-    h->bench = absolute_path(o.bench);
+    h->bench = p.bench;
+    p.bench = NULL;
     rt_map_init(&h->sockets);
     rt_map_init(&h->names);
     rt_list_init(&h->reqs);
-    static const char *const scripts[NHOSTS] = {"handlers-host.js", "handlers_host.py"};
-    int rc = 0;
-    for (int k = 0; k < NHOSTS && !rc; k++) {
-        if (!nfound[k]) continue;
-        char bin[PATH_MAX], dir[PATH_MAX], script[PATH_MAX];
-        bool have_bin;
-        if (k == HOST_NODE) {
-            have_bin = find_on_path(o.node ? o.node : "node", bin, sizeof bin) ||
-                       (!o.node && find_on_path("nodejs", bin, sizeof bin));
-        } else if (o.python) {
-            have_bin = find_on_path(o.python, bin, sizeof bin);
-        } else {
-            snprintf(bin, sizeof bin, "%s/env/bin/python", o.bench);
-            have_bin = is_exec(bin) || find_on_path("python3", bin, sizeof bin);
-        }
-        if (!have_bin) {
-            snprintf(err, errlen, "%zu app(s) have realtime/handlers.%s but no %s was found (%s)", nfound[k],
-                     k == HOST_NODE ? "js" : "py", k == HOST_NODE ? "Node.js" : "Python",
-                     k == HOST_NODE ? "--node PATH or REALTIMED_NODE" : "--python PATH or REALTIMED_PYTHON");
-            rc = -1;
-            break;
-        }
-        if (!find_host_dir(o.host_dir, scripts[k], dir, sizeof dir)) {
-            snprintf(err, errlen, "the handler host script %s was not found (install realtimed with make install, "
-                                  "or pass --host-dir)", scripts[k]);
-            rc = -1;
-            break;
-        }
-        if (snprintf(script, sizeof script, "%s/%s", dir, scripts[k]) >= (int)sizeof script) script[0] = 0;
-        h->hosts[k] = host_new(h, k, found[k], nfound[k], bin, script);
-        found[k] = NULL;
-        rt_notice("handlers", "starting the %s host (%s) for %zu app(s)", host_lang[k], bin, nfound[k]);
-    }
     for (int k = 0; k < NHOSTS; k++) {
-        for (size_t i = 0; found[k] && i < nfound[k]; i++) free(found[k][i]);
-        free(found[k]);
+        if (!p.napps[k]) continue;
+        h->hosts[k] = host_new(h, k, p.apps[k], p.napps[k], p.bin[k], p.script[k]);
+        rt_notice("handlers", "starting the %s host (%s) for %zu app(s)", host_lang[k], p.bin[k], p.napps[k]);
+        p.apps[k] = NULL;
+        p.napps[k] = 0;
     }
-    if (rc) {
-        handlers_free(h);
-        return -1;
-    }
+    plan_free(&p);
     for (int k = 0; k < NHOSTS; k++)
         if (h->hosts[k]) host_start(h->hosts[k]);
     *out = h;
     return 0;
+}
+
+int handlers_check(const handlers_options_t *opt)
+{
+    plan_t p;
+    char err[512];
+    int rc = 0;
+    if (plan_make(opt, true, &p, err, sizeof err) < 0) {
+        fprintf(stderr, "realtimed: %s\n", err);
+        plan_free(&p);
+        return -1;
+    }
+    for (int k = 0; k < NHOSTS; k++) {
+        if (!p.napps[k]) continue;
+        /* the host imports every app's handlers and says which failed */
+        char *argv[8 + 64];
+        int n = 0;
+        argv[n++] = p.bin[k];
+        if (k == HOST_NODE) argv[n++] = "--preserve-symlinks";
+        argv[n++] = p.script[k];
+        argv[n++] = "--check";
+        argv[n++] = p.bench;
+        for (size_t i = 0; i < p.napps[k] && n < (int)RT_ARRAY_LEN(argv) - 1; i++) argv[n++] = p.apps[k][i];
+        argv[n] = NULL;
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (chdir(p.bench) < 0) _exit(127);
+            dup2(2, 1); /* what it says goes with our errors */
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        int status = 0;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "realtimed: some app's realtime/handlers.%s does not load (see above)\n",
+                    k == HOST_NODE ? "js" : "py");
+            rc = -1;
+        }
+    }
+    plan_free(&p);
+    return rc;
 }
 
 void handlers_free(handlers_t *h)

@@ -44,6 +44,9 @@ typedef struct {
  * in err (a host is needed but cannot be found). */
 int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *opt, const handlers_app_t *app,
                  void *app_ud, handlers_t **out, char *err, size_t errlen);
+/* --check-config: each host imports every app's handlers file it would run
+ * (their errors go to stderr); 0 if all load, -1 otherwise. */
+int handlers_check(const handlers_options_t *opt);
 /* Stops the hosts (they see EOF and exit; killed after 1 s) and frees. */
 void handlers_free(handlers_t *h);
 

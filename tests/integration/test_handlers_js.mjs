@@ -3,7 +3,7 @@
 // tests/fixtures/apps are symlinked into a test bench's apps/ as bench does.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -279,6 +279,14 @@ test('a host that stops reading: its queue is bounded, overflow dropped and coun
     try { return (await a.timeout(1000).emitWithAck('still')) === 'alive'; } catch { return false; }
   }, 20000);
   a.close();
+});
+
+test('realtimed --check-config loads every app\'s handlers.js and fails on one that does not load', () => {
+  const r = spawnSync(process.env.REALTIMED_BIN || path.join(ROOT, 'build/realtimed'), ['--check-config'],
+    { cwd: stack.bench, encoding: 'utf8' });
+  assert.equal(r.status, 78, r.stdout + r.stderr);
+  assert.match(r.stderr, /failed to load event handlers from .*loadfail\/realtime\/handlers\.js: Error: loadfail cannot load/);
+  assert.match(r.stderr, /fullapi\/realtime\/handlers\.js: loads/);
 });
 
 test('the host killed with SIGKILL: clients stay connected, handlers work again, sockets and rooms replayed', async () => {

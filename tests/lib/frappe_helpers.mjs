@@ -34,7 +34,7 @@ export const USERS = {
  */
 export async function startStack({
   fake: fakeConfig = {}, common = {}, config = {}, args = [], env = {}, sites = [SITE1, SITE2],
-  webserverHost = true, redis, fake, apps,
+  webserverHost = true, redis, fake, apps, beforeStart,
 } = {}) {
   const ownRedis = !redis;
   const ownFake = !fake;
@@ -47,6 +47,7 @@ export async function startStack({
     sites,
     apps,
   });
+  if (beforeStart) await beforeStart(bench);
   const rt = await startRealtimed([...(webserverHost ? ['--webserver-host', '127.0.0.1'] : []), ...args],
     { cwd: bench, port, env });
   const sockets = new Set();
