@@ -12,7 +12,8 @@
  * so that the backend is never what limits the connect rate: the Python fake
  * answers ~1-2k requests/s and would make both servers look the same.
  *
- * Usage: authstub --port N   (0 picks a free port; prints
+ * Usage: authstub --port N [--apps a,b]   (0 picks a free port; --apps
+ *        lists installed_apps after "frappe" (app-handler benchmarks); prints
  *        "authstub listening on <port>"; SIGTERM prints the request count). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,6 +36,7 @@ typedef struct {
 } conn_t;
 
 static volatile sig_atomic_t stop;
+static char apps_json[512] = "[\"frappe\"]";
 static unsigned long requests, user_info, perms;
 
 static void on_term(int sig) { (void)sig, stop = 1; }
@@ -88,7 +90,7 @@ static size_t handle(conn_t *c)
         if ((size_t)(end - hend) < cl) return off;
         const char *sp = memchr(p, ' ', (size_t)(hend - p));
         const char *path = sp ? sp + 1 : p;
-        char body[512];
+        char body[1024];
         if (!strncmp(path, "/api/method/frappe.realtime.get_user_info", 41)) {
             user_info++;
             const char *ck = header(p, hend, "cookie", &vl);
@@ -109,8 +111,8 @@ static size_t handle(conn_t *c)
             } else {
                 int n = snprintf(body, sizeof body,
                                  "{\"message\":{\"user\":\"%.*s@bench\",\"user_type\":\"System User\","
-                                 "\"installed_apps\":[\"frappe\"]}}",
-                                 (int)sl, sid);
+                                 "\"installed_apps\":%s}}",
+                                 (int)sl, sid, apps_json);
                 respond(c, 200, body, (size_t)n);
             }
         } else if (!strncmp(path, "/api/method/frappe.realtime.has_permission", 42)) {
@@ -130,8 +132,15 @@ int main(int argc, char **argv)
     int port = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: authstub --port N\n");
+        else if (!strcmp(argv[i], "--apps") && i + 1 < argc) {
+            /* "a,b" -> ["frappe","a","b"] (names without quotes or backslashes) */
+            size_t n = (size_t)snprintf(apps_json, sizeof apps_json, "[\"frappe\"");
+            for (char *tok = strtok(argv[++i], ","); tok && n + strlen(tok) + 8 < sizeof apps_json;
+                 tok = strtok(NULL, ","))
+                if (!strpbrk(tok, "\"\\")) n += (size_t)snprintf(apps_json + n, sizeof apps_json - n, ",\"%s\"", tok);
+            snprintf(apps_json + n, sizeof apps_json - n, "]");
+        } else {
+            fprintf(stderr, "usage: authstub --port N [--apps a,b]\n");
             return 2;
         }
     }
