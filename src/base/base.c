@@ -458,6 +458,10 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : RT_MIN((size_t)m, sizeof line - (size_t)n - 2));
+    /* One event, one line: control bytes from client-supplied text (a
+     * doctype with "\n") cannot forge lines of their own. */
+    for (size_t i = (size_t)n; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) line[i] = line[i] == '\t' ? '\t' : '?';
     line[len++] = '\n';
     ssize_t w = write(2, line, len);
     RT_UNUSED(w);

@@ -31,7 +31,12 @@ typedef struct eio_qpkt {
     uint64_t key;      /* eio_session_send_latest: replaced by a newer one with the key */
     uint32_t off, len; /* text: "<digit><data>"; binary: the raw bytes */
     bool binary;
+    bool dead;         /* superseded (its chunk is gone): skipped when drained */
 } eio_qpkt_t;
+
+/* What a queued packet costs beyond its bytes (node, chunk header),
+ * counted against max_buffered like NET_NODE_COST for connections. */
+#define QPKT_COST 64
 
 typedef struct {
     ws_conn_t *ws;
@@ -44,8 +49,7 @@ struct eio_session {
     ws_conn_t *ws;          /* WebSocket transport, or NULL while polling */
     bool closed;
     bool awaiting_pong;
-    uint16_t q_keyed;       /* queued packets with a key */
-    uint32_t q_bytes;       /* bytes in the polling queue */
+    uint32_t q_bytes;       /* memory held by the polling queue (bytes + QPKT_COST each) */
     eio_qpkt_t *q_head, *q_tail;
     eio_server_t *srv;
     http_conn_t *get;       /* parked polling GET */
@@ -53,6 +57,7 @@ struct eio_session {
     eio_upgrade_t *upgrade; /* only while upgrading */
     net_timer_t ping;
     net_task_t task;        /* flush (NET_PHASE_FLUSH) or end (NET_PHASE_WORK) */
+    rt_map_t *keyed;        /* key -> queued packet, while keyed packets are queued */
     eio_reason_t reason;
     char sid[SID_LEN + 1];
 };
@@ -85,7 +90,7 @@ void eio_options_default(eio_options_t *o)
 /* ---- packet queue (polling) ---- */
 static void q_push_keyed(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, bool binary, uint64_t key)
 {
-    if (!s->get && (size_t)s->q_bytes + len > s->srv->opt.max_buffered) {
+    if (!s->get && (size_t)s->q_bytes + len + QPKT_COST > s->srv->opt.max_buffered) {
         /* A polling client that stopped polling: like the WebSocket hard
          * output limit, close it instead of buffering without bound. */
         rt_warn_rl("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
@@ -93,7 +98,7 @@ static void q_push_keyed(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t le
         eio_session_close(s);
         return;
     }
-    s->q_bytes += (uint32_t)len;
+    s->q_bytes += (uint32_t)(len + QPKT_COST);
     eio_qpkt_t *p = rt_pool_alloc(&s->srv->qpkts);
     p->next = NULL;
     p->chunk = rt_chunk_ref(ch);
@@ -101,7 +106,13 @@ static void q_push_keyed(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t le
     p->off = (uint32_t)off;
     p->len = (uint32_t)len;
     p->binary = binary;
-    if (key) s->q_keyed++;
+    if (key) {
+        if (!s->keyed) {
+            s->keyed = rt_malloc(sizeof *s->keyed);
+            rt_map_init(s->keyed);
+        }
+        rt_map_put(s->keyed, rt_slice((const char *)&p->key, sizeof p->key), p);
+    }
     if (s->q_tail) s->q_tail->next = p;
     else s->q_head = p;
     s->q_tail = p;
@@ -112,22 +123,17 @@ static void q_push(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t len, boo
     q_push_keyed(s, ch, off, len, binary, 0);
 }
 
-/* Drops the queued packet with this key, if any (there is at most one). */
+/* Marks the queued packet with this key, if any (at most one), dead: its
+ * bytes are released at once, its node when the queue drains. O(1). */
 static void q_drop_key(eio_session_t *s, uint64_t key)
 {
-    if (!s->q_keyed) return;
-    eio_qpkt_t *prev = NULL;
-    for (eio_qpkt_t *p = s->q_head; p; prev = p, p = p->next) {
-        if (p->key != key) continue;
-        if (prev) prev->next = p->next;
-        else s->q_head = p->next;
-        if (s->q_tail == p) s->q_tail = prev;
-        s->q_bytes -= p->len;
-        s->q_keyed--;
-        rt_chunk_unref(p->chunk);
-        rt_pool_free(&s->srv->qpkts, p);
-        return;
-    }
+    if (!s->keyed) return;
+    eio_qpkt_t *p = rt_map_del(s->keyed, rt_slice((const char *)&key, sizeof key));
+    if (!p) return;
+    p->dead = true;
+    s->q_bytes -= p->len;
+    rt_chunk_unref(p->chunk);
+    p->chunk = NULL;
 }
 
 static void q_clear(eio_session_t *s)
@@ -140,7 +146,11 @@ static void q_clear(eio_session_t *s)
     }
     s->q_tail = NULL;
     s->q_bytes = 0;
-    s->q_keyed = 0;
+    if (s->keyed) {
+        rt_map_free(s->keyed);
+        free(s->keyed);
+        s->keyed = NULL;
+    }
 }
 
 /* ---- small response helpers ---- */
@@ -164,10 +174,17 @@ static void drain_to_get(eio_session_t *s)
 {
     http_conn_t *hc = s->get;
     if (!hc || !s->q_head) return;
+    eio_qpkt_t *p, *live = NULL;
+    size_t nlive = 0;
+    for (p = s->q_head; p && nlive < 2; p = p->next)
+        if (!p->dead) live = p, nlive++;
+    if (!nlive) { /* only superseded ones: nothing to answer yet */
+        q_clear(s);
+        return;
+    }
     s->get = NULL;
-    eio_qpkt_t *p = s->q_head;
-    if (!p->next && !p->binary) {
-        http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", p->chunk, p->off, p->len,
+    if (nlive == 1 && !live->binary) {
+        http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", live->chunk, live->off, live->len,
                            GET_HEADERS);
         q_clear(s);
         return;
@@ -175,6 +192,7 @@ static void drain_to_get(eio_session_t *s)
     rt_buf_t *b = &s->srv->scratch;
     b->len = 0;
     for (p = s->q_head; p; p = p->next) {
+        if (p->dead) continue;
         if (b->len) rt_buf_putc(b, EIO_RECORD_SEP);
         if (p->binary) {
             rt_buf_reserve(b, 1 + (p->len + 2) / 3 * 4);
@@ -478,6 +496,7 @@ static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
         }
         /* Everything queued for polling moves to the socket, in order. */
         for (eio_qpkt_t *q = s->q_head; q; q = q->next) {
+            if (q->dead) continue;
             if (q->binary) ws_send(s->ws, true, q->chunk->data + q->off, q->len);
             else ws_send(s->ws, false, q->chunk->data + q->off, q->len);
         }
@@ -524,8 +543,9 @@ static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request
             return;
         }
         s->get = hc;
-        if (s->q_head) drain_to_get(s);
-        else if (s->upgrade && s->upgrade->probed) {
+        if (s->q_head) drain_to_get(s); /* may leave it parked: only superseded packets */
+        if (s->get != hc) return;
+        if (s->upgrade && s->upgrade->probed) {
             s->get = NULL;
             respond_text(hc, "6");
         } else {

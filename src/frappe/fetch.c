@@ -3,7 +3,13 @@
  * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
  * to call it back (CURLMOPT_TIMERFUNCTION); we map those onto net_io and one
  * net_timer, call curl_multi_socket_action on events, and collect finished
- * transfers with curl_multi_info_read. */
+ * transfers with curl_multi_info_read.
+ *
+ * At most FETCH_MAX_ACTIVE transfers are handed to libcurl (its bookkeeping
+ * is O(n) per handle); more wait in our FIFO, at most FETCH_MAX_QUEUED
+ * (beyond, a call fails at once), and one that waited past the timeout
+ * fails without being made. A call whose every waiter cancelled (the
+ * client went away) is dropped: removed from libcurl or from the queue. */
 #include "fetch.h"
 
 #include <curl/curl.h>
@@ -12,18 +18,26 @@
 #include <stdio.h>
 
 #define FETCH_MAX_BODY (1 << 20)
+#define FETCH_MAX_ACTIVE 256
+#define FETCH_MAX_QUEUED 8192
 
 struct fetch_waiter {
     fetch_waiter_t *next;
     struct fetch_req *req;
+    const char *fail_err; /* on the failed list: why */
     fetch_cb cb;
     void *ud;
     bool cancelled;
 };
 
 typedef struct fetch_req {
+    rt_list_t qlink; /* in fc->queue while waiting for a slot */
     fetch_client_t *fc;
     CURL *easy;
+    bool active;     /* handed to libcurl */
+    bool delivering; /* its callbacks are running: cancel marks only */
+    uint32_t live;   /* waiters not cancelled */
+    uint64_t queued_at;
     struct curl_slist *headers;
     char *key; /* url + headers: the coalescing key */
     rt_buf_t body;
@@ -45,7 +59,9 @@ struct fetch_client {
     net_task_t fail_task;    /* NET_PHASE_WORK: answers `failed` (libcurl unavailable) */
     fetch_waiter_t *failed;
     unsigned timeout_ms;
-    rt_map_t inflight; /* key -> fetch_req_t */
+    rt_map_t inflight; /* key -> fetch_req_t (active or queued) */
+    rt_list_t queue;   /* fetch_req_t waiting for a slot, oldest first */
+    uint32_t nactive, nqueued;
     fetch_stats_t stats;
 };
 
@@ -111,6 +127,7 @@ static bool curl_load(void)
 }
 
 static void check_done(fetch_client_t *fc);
+static void start_queued(fetch_client_t *fc);
 
 static void sock_cb_io(net_loop_t *loop, net_io_t *io, uint32_t events)
 {
@@ -164,11 +181,11 @@ static void fail_task_cb(net_loop_t *loop, net_task_t *t)
 {
     fetch_client_t *fc = rt_container_of(t, fetch_client_t, fail_task);
     RT_UNUSED(loop);
-    fetch_result_t res = {0, "libcurl is not available", false, RT_SLICE_NULL};
     while (fc->failed) {
         fetch_waiter_t *w = fc->failed;
         fc->failed = w->next;
         fc->stats.failures++;
+        fetch_result_t res = {0, w->fail_err ? w->fail_err : "libcurl is not available", false, RT_SLICE_NULL};
         if (!w->cancelled) w->cb(&res, w->ud);
         free(w);
     }
@@ -206,7 +223,14 @@ static size_t write_function(char *p, size_t size, size_t n, void *ud)
 
 static void req_free(fetch_req_t *r)
 {
-    cu.multi_remove_handle(r->fc->multi, r->easy);
+    if (r->active) {
+        cu.multi_remove_handle(r->fc->multi, r->easy);
+        r->fc->nactive--;
+    }
+    if (rt_list_linked(&r->qlink)) {
+        rt_list_remove(&r->qlink);
+        r->fc->nqueued--;
+    }
     cu.easy_cleanup(r->easy);
     cu.slist_free_all(r->headers);
     rt_buf_free(&r->body);
@@ -230,6 +254,7 @@ static void check_done(fetch_client_t *fc)
         CURLcode code = m->data.result;
         rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
         fc->stats.in_flight--;
+        r->delivering = true;
         fetch_result_t res = {0};
         if (code == CURLE_OK) {
             cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
@@ -245,6 +270,34 @@ static void check_done(fetch_client_t *fc)
             if (!w->cancelled) w->cb(&res, w->ud);
         req_free(r);
     }
+    start_queued(fc);
+}
+
+/* Hands waiting calls to libcurl while there are slots; those that waited
+ * past the timeout fail instead. */
+static void start_queued(fetch_client_t *fc)
+{
+    while (fc->nactive < FETCH_MAX_ACTIVE && !rt_list_empty(&fc->queue)) {
+        fetch_req_t *r = rt_container_of(fc->queue.next, fetch_req_t, qlink);
+        rt_list_remove(&r->qlink);
+        fc->nqueued--;
+        uint64_t waited = net_loop_now(fc->loop) - r->queued_at;
+        if (waited >= fc->timeout_ms) {
+            rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
+            fc->stats.in_flight--;
+            fc->stats.failures++;
+            fetch_result_t res = {0, "waited too long for a connection to the web server", true, RT_SLICE_NULL};
+            r->delivering = true;
+            for (fetch_waiter_t *w = r->waiters; w; w = w->next)
+                if (!w->cancelled) w->cb(&res, w->ud);
+            req_free(r);
+            continue;
+        }
+        cu.easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(fc->timeout_ms - waited));
+        r->active = true;
+        fc->nactive++;
+        cu.multi_add_handle(fc->multi, r->easy);
+    }
 }
 
 fetch_client_t *fetch_client_new(net_loop_t *loop, unsigned timeout_ms)
@@ -253,6 +306,7 @@ fetch_client_t *fetch_client_new(net_loop_t *loop, unsigned timeout_ms)
     fc->loop = loop;
     fc->timeout_ms = timeout_ms;
     rt_map_init(&fc->inflight);
+    rt_list_init(&fc->queue);
     net_timer_init(&fc->timer, timer_cb);
     net_task_init(&fc->fail_task, fail_task_cb);
     return fc;
@@ -323,6 +377,17 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
         w->req = r;
         w->next = r->waiters;
         r->waiters = w;
+        r->live++;
+        return w;
+    }
+    if (fc->nactive >= FETCH_MAX_ACTIVE && fc->nqueued >= FETCH_MAX_QUEUED) {
+        /* the web server is far behind: fail now (from the loop) */
+        rt_buf_free(&key);
+        rt_warn_rl("frappe", "%u calls to the web server waiting: one more fails at once", fc->nqueued);
+        w->fail_err = "too many calls to the web server waiting";
+        w->next = fc->failed;
+        fc->failed = w;
+        net_defer(fc->loop, &fc->fail_task, NET_PHASE_WORK);
         return w;
     }
     r = rt_calloc(1, sizeof *r);
@@ -344,15 +409,29 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
     cu.easy_setopt(r->easy, CURLOPT_USERAGENT, "realtimed");
     w->req = r;
     r->waiters = w;
+    r->live = 1;
     rt_map_put(&fc->inflight, rt_slice_cstr(r->key), r);
     fc->stats.in_flight++;
-    cu.multi_add_handle(fc->multi, r->easy);
+    r->queued_at = net_loop_now(fc->loop);
+    rt_list_insert_tail(&fc->queue, &r->qlink);
+    fc->nqueued++;
+    start_queued(fc);
     return w;
 }
 
 void fetch_cancel(fetch_waiter_t *w)
 {
-    if (w) w->cancelled = true;
+    if (!w || w->cancelled) return;
+    w->cancelled = true;
+    fetch_req_t *r = w->req;
+    if (!r || --r->live || r->delivering) return;
+    /* Nobody waits for it any more: drop the call (and its slot). */
+    fetch_client_t *fc = r->fc;
+    rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
+    fc->stats.in_flight--;
+    fc->stats.cancelled++;
+    req_free(r);
+    start_queued(fc);
 }
 
 const fetch_stats_t *fetch_client_stats(const fetch_client_t *fc) { return &fc->stats; }

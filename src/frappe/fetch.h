@@ -31,7 +31,7 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
 void fetch_cancel(fetch_waiter_t *w);
 
 typedef struct {
-    uint64_t requests, coalesced, failures;
+    uint64_t requests, coalesced, failures, cancelled;
     uint32_t in_flight;
 } fetch_stats_t;
 const fetch_stats_t *fetch_client_stats(const fetch_client_t *fc);

@@ -30,6 +30,7 @@ typedef struct fr_ident {
     bool has_cookie;    /* a Cookie header was sent */
     bool auth_too_long; /* an Authorization over FR_MAX_AUTH: refused at CONNECT */
     char *handshake;    /* JSON for extensions (keep_handshake), or NULL */
+    rt_list_t ops;      /* backchannel calls made for this client */
     char *site;         /* resolved site name */
     char *origin;       /* Origin header (for the callback URL), or NULL */
     char *sid;          /* sid cookie, or NULL */
@@ -48,6 +49,7 @@ typedef struct {
     bool system_user;
     bool handlers;       /* the "frappe" app is installed: rooms and events */
     bool ext;            /* announced to the extension */
+    uint16_t perms;      /* permission checks in flight */
     char user[];
 } fr_socket_t;
 
@@ -55,12 +57,15 @@ typedef enum { OP_AUTH, OP_PERM } fr_op_kind_t;
 typedef enum { PERM_DOCTYPE, PERM_DOC, PERM_OPEN, PERM_EXT } fr_perm_kind_t;
 
 typedef struct fr_op {
-    rt_list_t link; /* in f->ops */
+    rt_list_t link;  /* in f->ops */
+    rt_list_t ilink; /* in id->ops: dropped with the client */
     frappe_t *f;
     fr_op_kind_t kind;
     sio_socket_t *s;
     fr_ident_t *id;
     fetch_waiter_t *waiter;
+    bool waiting_secret; /* a broker GET holds it: freed when that answers */
+    bool orphan;         /* its client is gone: free it then */
     int attempt;
     fr_perm_kind_t perm;
     bool query_empty; /* has_permission gets name="" (Node's `name || ""`) */
@@ -328,6 +333,7 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
     id->origin_ok = origin.p && rt_slice_eq(hh, frappe_hostname(origin));
     id->has_cookie = cookie.p && cookie.n;
     id->auth_too_long = auth_too_long;
+    rt_list_init(&id->ops);
     id->handshake = f->opt.keep_handshake ? handshake_json(req) : NULL;
     id->site = pack(&at, site, true);
     id->origin = pack(&at, origin, keep_origin);
@@ -337,10 +343,33 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
     sio_client_set_data(c, id);
 }
 
+static void op_free(fr_op_t *op);
+
+/* The client is gone: its calls to the web server are of no use any more
+ * and are dropped (fetch cancels them; a flood of clients that leave must
+ * not leave their calls behind). One waiting for the secret is freed when
+ * that answers. */
 static void on_client_close(sio_client_t *c, void *ud)
 {
     RT_UNUSED(ud);
-    ident_unref(sio_client_data(c));
+    fr_ident_t *id = sio_client_data(c);
+    if (!id) return; /* the client's own reference keeps id alive meanwhile */
+    rt_list_t *it, *nx;
+    rt_list_foreach_safe(it, nx, &id->ops)
+    {
+        fr_op_t *op = rt_container_of(it, fr_op_t, ilink);
+        if (op->waiting_secret) {
+            op->orphan = true;
+            continue;
+        }
+        if (op->ext_cb) {
+            frappe_perm_cb cb = op->ext_cb;
+            op->ext_cb = NULL;
+            cb(false, op->ext_ud);
+        }
+        op_free(op);
+    }
+    ident_unref(id);
 }
 
 /* ---- web server calls ---- */
@@ -370,7 +399,12 @@ static void callback_url(frappe_t *f, const fr_ident_t *id, const char *path, rt
 
 static void op_free(fr_op_t *op)
 {
+    if (op->kind == OP_PERM && op->s) {
+        fr_socket_t *fs = sio_socket_data(op->s);
+        if (fs && fs->perms) fs->perms--;
+    }
     rt_list_remove(&op->link);
+    rt_list_remove(&op->ilink);
     if (op->waiter) fetch_cancel(op->waiter);
     if (op->s) sio_socket_unref(op->s);
     ident_unref(op->id);
@@ -386,7 +420,17 @@ static void on_fetch(const fetch_result_t *r, void *ud);
 static void on_secret(bool ok, rt_slice_t value, void *ud)
 {
     fr_op_t *op = ud;
+    op->waiting_secret = false;
     if (op->f->stopping) return; /* released by frappe_free */
+    if (op->orphan) {
+        if (op->ext_cb) {
+            frappe_perm_cb cb = op->ext_cb;
+            op->ext_cb = NULL;
+            cb(false, op->ext_ud);
+        }
+        op_free(op);
+        return;
+    }
     if (!ok) {
         /* Redis did not give the secret within the auth timeout (logged by
          * the broker). Calling without it would only earn a misleading
@@ -402,6 +446,7 @@ static void on_secret(bool ok, rt_slice_t value, void *ud)
  * While Redis is down the read waits for it, at most auth_timeout. */
 static void op_start(fr_op_t *op)
 {
+    op->waiting_secret = true;
     broker_get(op->f->broker, SECRET_KEY, op->f->opt.auth_timeout_ms, on_secret, op);
 }
 
@@ -463,6 +508,7 @@ static fr_op_t *op_new(frappe_t *f, fr_op_kind_t kind, sio_socket_t *s, fr_ident
     op->id = id;
     id->refs++;
     rt_list_insert_tail(&f->ops, &op->link);
+    rt_list_insert_tail(&id->ops, &op->ilink);
     return op;
 }
 
@@ -779,41 +825,72 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
         case PERM_OPEN: doc_room(&room, "open_doc:", op->doctype, op->docname); break;
         case PERM_EXT: break; /* answered above */
         }
-        sio_join(s, rt_slice(room.data, room.len));
-        if (op->perm == PERM_OPEN) {
-            if (fs->nopen == fs->capopen) {
-                fs->capopen = fs->capopen ? fs->capopen * 2 : 4;
-                fs->open_docs = rt_realloc(fs->open_docs, fs->capopen * sizeof *fs->open_docs);
+        int joined = sio_join(s, rt_slice(room.data, room.len));
+        if (op->perm == PERM_OPEN && joined == RT_OK) {
+            /* Once per document (Node keeps duplicates: a client opening one
+             * form again and again would grow the list without bound). */
+            bool known = false;
+            for (uint32_t i = 0; i < fs->nopen && !known; i++)
+                known = !strcmp(fs->open_docs[i].doctype, op->doctype) && !strcmp(fs->open_docs[i].docname, op->docname);
+            if (!known) {
+                if (fs->nopen == fs->capopen) {
+                    fs->capopen = fs->capopen ? fs->capopen * 2 : 4;
+                    fs->open_docs = rt_realloc(fs->open_docs, fs->capopen * sizeof *fs->open_docs);
+                }
+                fs->open_docs[fs->nopen++] = (fr_doc_t){op->doctype, op->docname};
+                op->doctype = op->docname = NULL; /* moved */
             }
-            fs->open_docs[fs->nopen++] = (fr_doc_t){op->doctype, op->docname};
-            op->doctype = op->docname = NULL; /* moved */
-            fr_doc_t *d = &fs->open_docs[fs->nopen - 1];
-            notify_viewers(sio_socket_nsp(s), fs->user, d->doctype, d->docname);
+            notify_viewers(sio_socket_nsp(s), fs->user, known ? op->doctype : fs->open_docs[fs->nopen - 1].doctype,
+                           known ? op->docname : fs->open_docs[fs->nopen - 1].docname);
         }
         rt_buf_free(&room);
     }
     op_free(op);
 }
 
+/* Each socket has at most FR_MAX_PERMS checks in flight, for names within
+ * bounds (Frappe's doctype names are at most 61 characters, docnames 140):
+ * a client cannot queue unbounded work on the backchannel. */
+#define FR_MAX_PERMS 32
+#define FR_MAX_DOCTYPE 256
+#define FR_MAX_DOCNAME 1024
+
+static bool perm_admissible(fr_socket_t *fs, size_t dt_len, size_t dn_len)
+{
+    const char *why = fs->perms >= FR_MAX_PERMS ? "too many permission checks in flight"
+                      : dt_len > FR_MAX_DOCTYPE || dn_len > FR_MAX_DOCNAME ? "doctype or name too long"
+                                                                          : NULL;
+    if (!why) return true;
+    rt_warn_rl("frappe", "permission check refused (%s) for a socket of %s", why, fs->user);
+    return false;
+}
+
 static void check_permission(frappe_t *f, sio_socket_t *s, fr_perm_kind_t kind, rt_slice_t dt, rt_slice_t dn)
 {
     fr_socket_t *fs = sio_socket_data(s);
     if (f->opt.guest_mode) return; /* no web server to ask: nothing is granted */
+    rt_buf_t *b = &f->tmp, dname = {0};
+    js_string(dt, b);
+    if (kind != PERM_DOCTYPE) js_string(dn, &dname);
+    if (!perm_admissible(fs, b->len, dname.len)) { /* silent to the client, like a refusal */
+        rt_buf_free(&dname);
+        return;
+    }
     fr_op_t *op = op_new(f, OP_PERM, s, fs->id);
+    fs->perms++;
     op->perm = kind;
-    js_string(dt, &f->tmp);
-    op->doctype = rt_strndup(f->tmp.data ? f->tmp.data : "", f->tmp.len);
+    op->doctype = rt_strndup(b->data ? b->data : "", b->len);
     if (kind == PERM_DOCTYPE) {
         op->docname = rt_strndup("", 0);
     } else {
-        js_string(dn, &f->tmp);
-        op->docname = rt_strndup(f->tmp.data, f->tmp.len);
+        op->docname = rt_strndup(dname.data ? dname.data : "", dname.len);
         /* Node asks has_permission with `name || ""`: a missing or falsy
          * docname is sent empty, while the room name keeps String(docname). */
         rt_json_type_t t = dn.p ? rt_json_peek(dn) : RT_JSON_NULL;
         op->query_empty = !dn.p || t == RT_JSON_NULL || t == RT_JSON_FALSE ||
                           (t == RT_JSON_STRING && dn.n == 2) || rt_slice_eq_cstr(rt_json_trim(dn), "0");
     }
+    rt_buf_free(&dname);
     op_start(op);
 }
 
@@ -1044,7 +1121,7 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
     f->fetch = fetch_client_new(loop, opt->auth_timeout_ms);
     static const sio_client_handler_t ch = {on_client, on_client_close};
     sio_server_set_client_handler(srv, &ch, f);
-    static const sio_nsp_handler_t main_h = {0};
+    static const sio_nsp_handler_t main_h = {.anonymous = true}; /* gets nothing, admits no one */
     static const sio_nsp_handler_t site_h = {.on_connect_request = on_connect_request, .on_event = on_event,
                                              .on_disconnect = on_disconnect, .on_room = on_room};
     sio_server_of(srv, "/", &main_h, f); /* exists in Socket.IO; gets nothing */
@@ -1096,11 +1173,13 @@ void frappe_has_permission(frappe_t *f, sio_socket_t *s, rt_slice_t doctype, rt_
                            void *ud)
 {
     fr_socket_t *fs = sio_socket_data(s);
-    if (f->stopping || !fs || f->opt.guest_mode || !sio_socket_connected(s)) {
+    if (f->stopping || !fs || f->opt.guest_mode || !sio_socket_connected(s) ||
+        !perm_admissible(fs, doctype.n, docname.n)) {
         cb(false, ud);
         return;
     }
     fr_op_t *op = op_new(f, OP_PERM, s, fs->id);
+    fs->perms++;
     op->perm = PERM_EXT;
     op->ext_cb = cb;
     op->ext_ud = ud;

@@ -376,10 +376,21 @@ int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
 }
 
 /* ---- connections ---- */
+/* No input is read from a connection that is paused, or whose output is
+ * over the soft limit: a client that sends requests (PINGs, events with
+ * answers) and does not read the answers is pushed back by TCP instead of
+ * growing its queue. Reading resumes once its output drains. */
+static inline bool conn_read_held(const net_conn_t *c)
+{
+    return (c->flags & NET_CONN_PAUSED) || c->out_bytes > c->loop->opt.out_soft_limit;
+}
+
 /* A paused connection reads nothing (the kernel's buffers fill and TCP
  * pushes back on the peer) but still watches for the peer going away, so a
  * parked request whose client left is noticed at once. */
-#define READ_EVENTS(c) ((c)->flags & NET_CONN_PAUSED ? (uint32_t)EPOLLRDHUP : (uint32_t)EPOLLIN)
+/* (Held for its output, it has EPOLLOUT armed; a peer that left shows there.) */
+#define READ_EVENTS(c)                                                                             \
+    ((c)->flags & NET_CONN_PAUSED ? (uint32_t)EPOLLRDHUP : conn_read_held(c) ? 0u : (uint32_t)EPOLLIN)
 
 /* Interest changes on a connection can fail only for reasons that make it
  * unusable (ENOMEM, a closed fd): such a connection is closed. */
@@ -393,6 +404,7 @@ static void conn_set_events(net_conn_t *c, uint32_t events)
 
 static void node_put(net_loop_t *loop, net_outq_node_t *n)
 {
+    /* the caller accounts for the node's bytes; its overhead goes here */
     rt_chunk_unref(n->chunk);
     rt_pool_free(&loop->nodes, n);
 }
@@ -422,8 +434,8 @@ void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t l
 {
     if (c->flags & NET_CONN_CLOSING || len == 0) return;
     net_loop_t *loop = c->loop;
-    if ((size_t)c->out_bytes + len > loop->opt.out_hard_limit) {
-        rt_warn_rl("net", "closing slow consumer: %zu bytes queued", (size_t)c->out_bytes + len);
+    if ((size_t)c->out_bytes + len + NET_NODE_COST > loop->opt.out_hard_limit) {
+        rt_warn_rl("net", "closing slow consumer: %zu bytes queued", (size_t)c->out_bytes + len + NET_NODE_COST);
         loop->stats.slow_closed++;
         net_conn_close(c);
         return;
@@ -436,7 +448,7 @@ void net_conn_write_chunk(net_conn_t *c, rt_chunk_t *chunk, size_t off, size_t l
     if (c->out_tail) c->out_tail->next = n;
     else c->out_head = n;
     c->out_tail = n;
-    c->out_bytes += (uint32_t)len;
+    c->out_bytes += (uint32_t)(len + NET_NODE_COST);
     conn_mark_pending(c);
 }
 
@@ -592,7 +604,7 @@ static void conn_on_readable(net_conn_t *c)
         conn_discard(c);
         return;
     }
-    for (int rounds = 0; rounds < 4 && !(c->flags & (NET_CONN_CLOSING | NET_CONN_PAUSED)); rounds++) {
+    for (int rounds = 0; rounds < 4 && !(c->flags & NET_CONN_CLOSING) && !conn_read_held(c); rounds++) {
         char *dst;
         size_t room;
         bool own = c->in && c->in->len;
@@ -666,6 +678,7 @@ static void conn_flush(net_conn_t *c)
             if (left >= q->len) {
                 left -= q->len;
                 c->out_head = q->next;
+                c->out_bytes -= NET_NODE_COST;
                 node_put(loop, q);
             } else {
                 q->off += (uint32_t)left;

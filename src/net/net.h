@@ -149,6 +149,12 @@ typedef struct {
 
 typedef struct net_outq_node net_outq_node_t;
 
+/* What one queued piece of output costs beyond its bytes (queue node,
+ * chunk header, allocator): counted against the output limits, so that many
+ * tiny pieces (PONGs to a client that sends PINGs and never reads) are
+ * bounded like a few big ones. */
+#define NET_NODE_COST 64
+
 enum {
     NET_CONN_CLOSING = 1u << 0,    /* closed: no more I/O, freed at end of turn */
     NET_CONN_PENDING = 1u << 1,    /* in the loop's pending-write list */
@@ -164,7 +170,8 @@ struct net_conn {
     /* The write path (every broadcast delivery) touches only this first
      * cache line: flags, queue, pending link, loop. */
     uint32_t flags;
-    uint32_t out_bytes;        /* bytes queued, not yet written */
+    uint32_t out_bytes;        /* memory held for output: bytes not yet written plus
+                                  NET_NODE_COST per queued piece (what the limits see) */
     net_outq_node_t *out_head, *out_tail;
     net_conn_t *next_pending;  /* pending-write list link */
     net_loop_t *loop;

@@ -204,6 +204,12 @@ void sio_emit_with_ack(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const
         cb(s, RT_SLICE_NULL, NULL, 0, true, ud);
         return;
     }
+    if (s->acks && s->acks->count >= SIO_MAX_PENDING_ACKS) {
+        /* a client that never answers must not make us hold without bound */
+        rt_warn_rl("sio", "socket %s has %u acks unanswered: emit with ack refused", s->id, s->acks->count);
+        cb(s, RT_SLICE_NULL, NULL, 0, true, ud);
+        return;
+    }
     sio_pending_ack_t *a = rt_malloc(sizeof *a);
     a->id = s->next_ack++;
     a->cb = cb;
@@ -580,7 +586,7 @@ void sio_socket_accept(sio_socket_t *s)
     rt_list_insert_tail(&nsp->sockets, &s->nsp_link);
     nsp->nsockets++;
     nsp->srv->stats.connects++;
-    client_unwait(c);
+    if (!nsp->h.anonymous) client_unwait(c);
     rt_buf_t *b = enc_head(nsp, SIO_CONNECT, 0, -1);
     rt_buf_append_cstr(b, "{\"sid\":\"");
     rt_buf_append_cstr(b, s->id);
@@ -652,6 +658,18 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
             rt_buf_printf(b, "{\"sid\":\"%s\"}", s->id);
             client_send_text(c, b);
         }
+        return;
+    }
+    unsigned n = 0;
+    for (sio_socket_t *o = c->sockets; o; o = o->next_in_client) n++;
+    if (n >= SIO_MAX_NSP_PER_CLIENT) {
+        rt_buf_t *b = &srv->enc;
+        b->len = 0;
+        sio_packet_head(b, SIO_CONNECT_ERROR, p->nsp, 0, -1);
+        rt_buf_append_cstr(b, "{\"message\":\"Too many namespaces\"}");
+        client_send_text(c, b);
+        srv->stats.connect_errors++;
+        rt_warn_rl("sio", "a client tried to join more than %d namespaces", SIO_MAX_NSP_PER_CLIENT);
         return;
     }
     sio_nsp_t *nsp = nsp_lookup_or_create(srv, p->nsp);

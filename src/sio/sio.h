@@ -54,6 +54,10 @@ typedef struct {
     /* Optional: s joined (joined = true) or left a room, by any call of
      * sio_join/sio_leave; not called for the rooms left as it disconnects. */
     void (*on_room)(sio_socket_t *s, rt_slice_t room, bool joined, void *ud);
+    /* Joining this namespace does not admit the client: it stays counted in
+     * max_pending and under connect_timeout (a namespace anyone may join
+     * without authentication, e.g. Frappe's "/"). */
+    bool anonymous;
 } sio_nsp_handler_t;
 
 typedef struct {
@@ -112,6 +116,12 @@ void sio_socket_disconnect(sio_socket_t *s);
  * placeholders. */
 void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice_t *attachments,
               uint32_t nattach);
+/* A client is in at most SIO_MAX_NSP_PER_CLIENT namespaces (a CONNECT
+ * beyond gets CONNECT_ERROR "Too many namespaces"); a socket has at most
+ * SIO_MAX_PENDING_ACKS acks awaited (an emit with ack beyond is answered
+ * closed at once). */
+#define SIO_MAX_NSP_PER_CLIENT 32
+#define SIO_MAX_PENDING_ACKS 16384
 /* Emits expecting an ack; cb gets the ack's args text (without brackets)
  * and attachments, or closed = true when the socket went away first. */
 typedef void (*sio_ack_cb)(sio_socket_t *s, rt_slice_t args, const rt_slice_t *attachments,

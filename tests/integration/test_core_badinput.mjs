@@ -502,6 +502,40 @@ test('binary attachments: at most maxPayload bytes in all, within the attachment
   }
 });
 
+test('PINGs from a client that never reads: output bounded by count as well as bytes, reading held', async () => {
+  const { ws } = await eioWs(port, '/socket.io/', { pause: true });
+  ws.socket.pause(); // reads nothing: every PONG stays queued on the server
+  const before = rssKiB(rt.proc.pid);
+  let peak = before;
+  const iv = setInterval(() => { peak = Math.max(peak, rssKiB(rt.proc.pid)); }, 10);
+  const ping = frame(OP.PING, Buffer.alloc(0));
+  const burst = Buffer.concat(Array.from({ length: 4096 }, () => ping));
+  const until = Date.now() + 3000;
+  while (Date.now() < until && !ws.isClosed) {
+    if (!ws.socket.write(burst)) await new Promise((r) => setTimeout(r, 5));
+  }
+  clearInterval(iv);
+  // ~56 bytes of queue per 2-byte PONG would be hundreds of MB here
+  assert.ok(peak - before < 32 * 1024, `RSS grew by ${peak - before} KiB`);
+  ws.destroy();
+  await healthy();
+});
+
+test('a client joins at most 32 namespaces; a socket has at most 16384 acks awaited', async () => {
+  const { ws } = await eioWs(port);
+  for (let i = 0; i < 40; i++) ws.text(`40/dyn-${i},`);
+  const replies = [];
+  while (replies.length < 40) {
+    const f = await ws.nextText();
+    if (f.text.startsWith('40/dyn-') || f.text.startsWith('44/dyn-')) replies.push(f.text);
+  }
+  assert.equal(replies.filter((t) => t.startsWith('40/')).length, 32);
+  assert.deepEqual([...new Set(replies.filter((t) => t.startsWith('44/')).map((t) => t.split(',').slice(1).join(',')))],
+    ['{"message":"Too many namespaces"}']);
+  ws.destroy();
+  await healthy();
+});
+
 test('tolerated oddities: repeated CONNECT, unknown ack id, numeric event name', async () => {
   const { ws } = await eioWs(port);
   ws.text('40');

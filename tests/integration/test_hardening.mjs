@@ -232,12 +232,19 @@ test('session flood: pending handshakes evict the oldest, max_sessions answers 5
     // a real client after the flood still gets in
     const s = clientFor(local, { transports: ['websocket'] });
     await connected(s);
-    // admitted sessions are not pending; the total is capped by max_sessions
+    // joining "/" (no authentication there) does not admit a session: it is still pending
+    const anon = await rawPolling(target);
+    assert.equal(await anon.send('40'), 'ok');
+    for (let i = 0; i < 60; i++) await rawPolling(target);
+    assert.equal((await poll(anon.sid)).body, '{"code":1,"message":"Session ID unknown"}');
+    // authenticated sessions are not pending; the total is capped by max_sessions
     const admitted = [];
-    // sessions now: 49 of the flood still pending (s's handshake evicted one more) and s
+    const auth = { Cookie: 'sid=sid-alice', Origin: `http://127.0.0.1:${port}`, 'X-Frappe-Site-Name': SITE1 };
+    // sessions now: 49 of the flood still pending (each new handshake evicts one) and s
     for (let i = 0; i < 120 - 49 - 1; i++) {
-      const p = await rawPolling(target);
-      assert.equal(await p.send('40'), 'ok'); // "/" admits without auth
+      const p = await rawPolling(target, auth);
+      assert.equal(await p.send(`40/${SITE1},`), 'ok');
+      assert.match((await p.recv())[0], /^40\/site1\.local,\{"sid"/);
       admitted.push(p);
     }
     const full = await httpRequest({ ...target, path: '/socket.io/?EIO=4&transport=polling' });
@@ -251,6 +258,7 @@ test('session flood: pending handshakes evict the oldest, max_sessions answers 5
     const { USERS } = await import('../lib/frappe_helpers.mjs');
     await stack.fake.config({ users: USERS });
     for (const p of admitted) await p.send('1'); // free the slots
+    await sleep(100);
     const big = clientFor(local, { cookie: null, authorization: `token ${'k'.repeat(15000)}`, transports: ['websocket'] });
     assert.equal(await connectError(big), 'Unauthorized: Error: Authorization header too long');
     assert.equal((await stack.fake.requests('get_user_info')).length, 0);
@@ -397,4 +405,73 @@ test('presence: a polling viewer that never polls holds only the latest doc_view
   const pkts = (await p.recv()).filter((x) => x.includes('doc_viewers'));
   assert.equal(pkts.length, 1, pkts.join('\n'));
   assert.equal(pkts[0], `42/${SITE1},["doc_viewers",{"doctype":"ToDo","docname":"D-3","users":["web@x"]}]`);
+});
+
+test('permission checks: at most 32 in flight per socket, names bounded; the log cannot be forged', async () => {
+  const { collect } = await import('../lib/frappe_helpers.mjs');
+  await stack.fake.config({ delay_ms: { has_permission: 300 } });
+  try {
+    const s = await connect(stack, { cookie: 'sid=sid-web' });
+    const before = (await stack.fake.requests('has_permission')).length;
+    for (let i = 0; i < 500; i++) s.emit('doctype_subscribe', `DT${i}`);
+    s.emit('doctype_subscribe', 'x'.repeat(300)); // over the doctype bound
+    await roundTrip(s);
+    await sleep(1000);
+    const made = (await stack.fake.requests('has_permission')).length - before;
+    assert.ok(made <= 32, `${made} permission calls`);
+    await stack.rt.waitForLine(/permission check refused \(too many permission checks in flight\)/);
+    // doc_open of one document again and again: held once
+    await stack.fake.config({ delay_ms: {} });
+    const a = await connect(stack, { cookie: 'sid=sid-alice' });
+    const v = collect(a, 'doc_viewers');
+    await openDoc(a, 'ToDo', 'same');
+    for (let i = 0; i < 20; i++) a.emit('doc_open', 'ToDo', 'same');
+    await roundTrip(a);
+    await sleep(300);
+    a.close();
+    s.close();
+    assert.ok(v.length === 0); // alone: the self-only rule holds however often it opens
+  } finally {
+    await stack.fake.config({ delay_ms: {} });
+  }
+  // a client-chosen name with a newline stays inside its log line
+  await stack.fake.config({ fail: { has_permission: 'close' } });
+  try {
+    const s = await connect(stack, { cookie: 'sid=sid-alice' });
+    s.emit('doctype_subscribe', 'Evil\n2099-01-01T00:00:00.000Z notice app: FORGED');
+    await stack.rt.waitForLine(/Can't check permissions for Evil\?2099/);
+    assert.doesNotMatch(stack.rt.output(), /^2099-01-01T00:00:00.000Z notice app: FORGED/m);
+    s.close();
+  } finally {
+    await stack.fake.config({ fail: {} });
+  }
+});
+
+test('clients that leave while their auth call waits: the calls are dropped, the loop stays responsive', async () => {
+  const { rawPolling } = await import('../lib/frappe_helpers.mjs');
+  await stack.fake.config({ delay_ms: { get_user_info: 1000 }, unknown_sid_as_guest: true });
+  try {
+    const victim = await connect(stack, { cookie: 'sid=sid-bob' }).catch(() => null);
+    const target = { port: stack.port };
+    const before = (await stack.fake.requests('get_user_info')).length;
+    for (let i = 0; i < 300; i++) {
+      const p = await rawPolling(target, { Cookie: `sid=x${i}`, Origin: `http://127.0.0.1:${stack.port}`,
+        'X-Frappe-Site-Name': SITE1 });
+      await p.send(`40/${SITE1},`);
+      await p.send('1'); // and leave at once
+    }
+    await sleep(2500);
+    const made = (await stack.fake.requests('get_user_info')).length - before;
+    // calls already sent finish on the web server; none waits in realtimed for nobody
+    assert.ok(made <= 300, `${made} calls`);
+    if (victim) {
+      const t0 = Date.now();
+      await roundTrip(victim);
+      assert.ok(Date.now() - t0 < 1000);
+      victim.close();
+    }
+  } finally {
+    await stack.fake.config({ delay_ms: {}, unknown_sid_as_guest: false });
+  }
+  await healthy();
 });
