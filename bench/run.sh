@@ -13,6 +13,11 @@
 #   BENCH_REPEAT        passes over all sessions; for every phase the report
 #                       keeps the pass least disturbed by other processes [2]
 #   BENCH_NO_DOCS=1     do not rewrite docs/performance.md
+#   BENCH_SESSIONS      loadgen sessions to run ["ws storm poll"]
+#   BENCH_RESULTS       output folder [bench/results]
+#   BENCH_APPS=1        the bench has an app with realtime/handlers.js installed on
+#                       the site (bench/apps/benchjs): every socket is mirrored to
+#                       the Node handler host (the fan-out must not change)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +28,8 @@ POLL_CLIENTS=${BENCH_POLL_CLIENTS:-1000}
 PROCS=${BENCH_PROCS:-2}
 SCALE=${BENCH_SCALE:-1}
 REPEAT=${BENCH_REPEAT:-2}
-RESULTS=bench/results
+RESULTS=${BENCH_RESULTS:-bench/results}
+SESSIONS=${BENCH_SESSIONS:-"ws storm poll"}
 TMP=$RESULTS/tmp
 T0=$(date +%s)
 
@@ -73,7 +79,7 @@ taskset -c $CLI_CPU redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save ''
     --loglevel warning >"$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
-taskset -c $CLI_CPU "$TMP/authstub" --port "$AUTH_PORT" >"$TMP/authstub.log" 2>&1 &
+taskset -c $CLI_CPU "$TMP/authstub" --port "$AUTH_PORT" ${BENCH_APPS:+--apps benchjs} >"$TMP/authstub.log" 2>&1 &
 AUTH_PID=$!
 PIDS+=("$AUTH_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -84,13 +90,17 @@ cat >"$BENCH_ROOT/sites/common_site_config.json" <<EOF
 {"redis_queue": "redis://127.0.0.1:$REDIS_PORT", "webserver_port": $AUTH_PORT, "socketio_port": $SIO_PORT}
 EOF
 echo '{}' >"$BENCH_ROOT/sites/$SITE/site_config.json"
+if [ -n "${BENCH_APPS:-}" ]; then
+    mkdir -p "$BENCH_ROOT/apps"
+    ln -sfn "$ROOT/bench/apps/benchjs" "$BENCH_ROOT/apps/benchjs"
+fi
 
 # ---- server lifecycle
 start_server() { # $1 = realtimed|node
     local name=$1
     case $name in
     realtimed)
-        (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU "$ROOT/$TMP/realtimed" --webserver-host 127.0.0.1 \
+        (cd "$BENCH_ROOT" && REALTIMED_HOST_DIR="$ROOT/host" exec taskset -c $SRV_CPU "$ROOT/$TMP/realtimed" --webserver-host 127.0.0.1 \
             --log-level warning) >>"$TMP/$name.log" 2>&1 &
         ;;
     node)
@@ -149,7 +159,7 @@ run_session() { # $1 server, $2 session (ws|storm|poll), $3 pass
 
 for pass in $(seq "$REPEAT"); do
     for name in $SERVERS; do
-        for session in ws storm poll; do
+        for session in $SESSIONS; do
             run_session "$name" "$session" "$pass"
         done
     done

@@ -920,7 +920,8 @@ static void host_read(host_t *ho)
 {
     for (;;) {
         rt_buf_reserve(&ho->in, 65536);
-        ssize_t r = read(ho->io.fd, ho->in.data + ho->in.len, ho->in.cap - ho->in.len);
+        size_t room = ho->in.cap - ho->in.len;
+        ssize_t r = read(ho->io.fd, ho->in.data + ho->in.len, room);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (r <= 0) {
@@ -943,6 +944,7 @@ static void host_read(host_t *ho)
             off += 4 + n;
         }
         if (off) rt_buf_consume(&ho->in, off);
+        if ((size_t)r < room) break; /* a short read: the socket is empty, no need to ask again */
     }
 }
 

@@ -6,7 +6,7 @@
 // still get an ack round trip. The server must exit 0 on SIGTERM at the end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, startRealtimed, waitFor } from '../lib/procs.mjs';
+import { freePort, startRealtimed, waitFor, SAN_ENV } from '../lib/procs.mjs';
 import {
   T, once, within, writesUntilReset, connect, ack, rssKiB, tcp, peerClosed, rawExchange, rawRequest, parseResponse,
   wsConnect, eioWs, sioWs, frame, OP,
@@ -21,7 +21,7 @@ let probes = 0;
 before(async () => {
   port = await freePort();
   rt = await startRealtimed(['--conformance', '--port', String(port), '--ping-interval', '400',
-    '--ping-timeout', '10000', '--connect-timeout', '10000', '--log-level', 'warning']);
+    '--ping-timeout', '10000', '--connect-timeout', '10000', '--log-level', 'warning'], { env: SAN_ENV });
   base = `${rt.url}/socket.io/?EIO=4&transport=polling`;
   watch = (await connect(rt.url, { transports: ['websocket'] })).socket;
 });
