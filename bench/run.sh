@@ -31,6 +31,7 @@ REPEAT=${BENCH_REPEAT:-2}
 RESULTS=${BENCH_RESULTS:-bench/results}
 SESSIONS=${BENCH_SESSIONS:-"ws storm poll"}
 TMP=$RESULTS/tmp
+case $TMP in /*) TMPX=$TMP ;; *) TMPX=$ROOT/$TMP ;; esac
 T0=$(date +%s)
 
 log() { printf '[bench %3ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
@@ -100,7 +101,7 @@ start_server() { # $1 = realtimed|node
     local name=$1
     case $name in
     realtimed)
-        (cd "$BENCH_ROOT" && REALTIMED_HOST_DIR="$ROOT/host" exec taskset -c $SRV_CPU "$ROOT/$TMP/realtimed" --webserver-host 127.0.0.1 \
+        (cd "$BENCH_ROOT" && REALTIMED_HOST_DIR="$ROOT/host" exec taskset -c $SRV_CPU "$TMPX/realtimed" --webserver-host 127.0.0.1 \
             --log-level warning) >>"$TMP/$name.log" 2>&1 &
         ;;
     node)
