@@ -36,8 +36,11 @@ const stat = (pid) => {
   return (Number(f[11]) + Number(f[12])) * 10; // ms of CPU
 };
 const rss = (pid) => Number(fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m)[1]);
-const children = (pid) => execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)
-  .filter(Boolean);
+const children = (pid) => {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').map(Number).filter(Boolean);
+  } catch { return []; } // pgrep exits 1 when there are none
+};
 const hostOf = (pid, script) => children(pid).find((c) => {
   try { return fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes(script); } catch { return false; }
 });
