@@ -72,6 +72,7 @@ static struct {
     const char *site;
     int redis_port;
     int server_pid;
+    bool server_tree; /* --server-tree: count the pid's descendants too */
     int procs;
     int src; /* last octet of the first source address */
     int clients;
@@ -900,6 +901,44 @@ static long status_kb(int pid, const char *key)
     return v;
 }
 
+/* With --server-tree the server is the process and all its descendants
+ * (realtimed --workers: the master and its workers; handler hosts). */
+static int server_pids(int *pids, int max)
+{
+    int n = 0;
+    if (cfg.server_pid <= 0) return 0;
+    pids[n++] = cfg.server_pid;
+    for (int i = 0; cfg.server_tree && i < n; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", pids[i], pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        int c;
+        while (n < max && fscanf(f, "%d", &c) == 1) pids[n++] = c;
+        fclose(f);
+    }
+    return n;
+}
+
+static uint64_t server_cpu_ns(void)
+{
+    int pids[256], n = server_pids(pids, 256);
+    uint64_t sum = 0;
+    for (int i = 0; i < n; i++) sum += task_cpu_ns(pids[i]);
+    return sum;
+}
+
+static long server_kb(const char *key)
+{
+    int pids[256], n = server_pids(pids, 256);
+    long sum = -1;
+    for (int i = 0; i < n; i++) {
+        long v = status_kb(pids[i], key);
+        if (v >= 0) sum = (sum < 0 ? 0 : sum) + v;
+    }
+    return sum;
+}
+
 typedef struct {
     uint64_t server, loadgen, loadgen_user, aux[4];
     uint64_t wall;
@@ -935,7 +974,7 @@ static int naux;
 
 static cpu_snap_t snap(void)
 {
-    cpu_snap_t s = {.server = task_cpu_ns(cfg.server_pid), .loadgen = loadgen_cpu_ns(),
+    cpu_snap_t s = {.server = server_cpu_ns(), .loadgen = loadgen_cpu_ns(),
                     .loadgen_user = loadgen_user_ns(), .wall = now_ns()};
     for (int i = 0; i < naux; i++) s.aux[i] = task_cpu_ns(aux_pid[i]);
     proc_stat_busy(&s.busy_all, &s.busy_core0, &s.steal);
@@ -1392,9 +1431,9 @@ static bool phase_connect(const char *name, int target, int transport, bool join
     cpu_json(&a, &b, (double)nconn, "connect");
     conn_summary();
     if (settle_ms > 0) sleep_ms(settle_ms);
-    jnum("server_rss_kb", (double)status_kb(cfg.server_pid, "VmRSS"));
-    jnum("server_rss_anon_kb", (double)status_kb(cfg.server_pid, "RssAnon"));
-    jnum("server_rss_file_kb", (double)status_kb(cfg.server_pid, "RssFile"));
+    jnum("server_rss_kb", (double)server_kb("VmRSS"));
+    jnum("server_rss_anon_kb", (double)server_kb("RssAnon"));
+    jnum("server_rss_file_kb", (double)server_kb("RssFile"));
     jclose();
     return ok;
 }
@@ -1404,7 +1443,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen ws|storm|poll --port N --server-pid PID [--host 127.0.0.1] [--site S]\n"
             "       [--redis-port N] [--procs 3] [--src 2] [--clients N] [--window 256]\n"
-            "       [--scale 1.0] [--aux name:pid,...]\n");
+            "       [--scale 1.0] [--aux name:pid,...] [--batch-us 200] [--server-tree]\n");
     exit(2);
 }
 
@@ -1415,7 +1454,7 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         {"port", 1, 0, 'p'},   {"host", 1, 0, 'H'},    {"site", 1, 0, 's'},   {"redis-port", 1, 0, 'r'},
         {"server-pid", 1, 0, 'P'}, {"procs", 1, 0, 'n'}, {"src", 1, 0, 'S'}, {"clients", 1, 0, 'c'},
-        {"window", 1, 0, 'w'}, {"scale", 1, 0, 'x'},   {"aux", 1, 0, 'a'},    {"batch-us", 1, 0, 'b'}, {0, 0, 0, 0}};
+        {"window", 1, 0, 'w'}, {"scale", 1, 0, 'x'},   {"aux", 1, 0, 'a'},    {"batch-us", 1, 0, 'b'}, {"server-tree", 0, 0, 'T'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1425,6 +1464,7 @@ int main(int argc, char **argv)
         case 's': cfg.site = optarg; break;
         case 'r': cfg.redis_port = atoi(optarg); break;
         case 'P': cfg.server_pid = atoi(optarg); break;
+        case 'T': cfg.server_tree = true; break;
         case 'n': cfg.procs = atoi(optarg); break;
         case 'S': cfg.src = atoi(optarg); break;
         case 'c': cfg.clients = atoi(optarg); break;
@@ -1466,10 +1506,10 @@ int main(int argc, char **argv)
     jnum("clients", cfg.clients);
     jnum("procs", cfg.procs);
     jnum("server_pid", cfg.server_pid);
-    jnum("server_rss_kb_start", (double)status_kb(cfg.server_pid, "VmRSS"));
-    jnum("server_hwm_kb_start", (double)status_kb(cfg.server_pid, "VmHWM"));
-    jnum("server_rss_anon_kb_start", (double)status_kb(cfg.server_pid, "RssAnon"));
-    jnum("server_rss_file_kb_start", (double)status_kb(cfg.server_pid, "RssFile"));
+    jnum("server_rss_kb_start", (double)server_kb("VmRSS"));
+    jnum("server_hwm_kb_start", (double)server_kb("VmHWM"));
+    jnum("server_rss_anon_kb_start", (double)server_kb("RssAnon"));
+    jnum("server_rss_file_kb_start", (double)server_kb("RssFile"));
 
     if (!strcmp(cfg.mode, "ws")) {
         redis_open();
@@ -1491,8 +1531,8 @@ int main(int argc, char **argv)
         }
         jopen("end");
         conn_summary();
-        jnum("server_rss_kb", (double)status_kb(cfg.server_pid, "VmRSS"));
-        jnum("server_hwm_kb", (double)status_kb(cfg.server_pid, "VmHWM"));
+        jnum("server_rss_kb", (double)server_kb("VmRSS"));
+        jnum("server_hwm_kb", (double)server_kb("VmHWM"));
         jclose();
     } else if (!strcmp(cfg.mode, "storm")) {
         phase_connect("storm_distinct_sid", cfg.clients, T_WS, false, false, 1000);
@@ -1509,7 +1549,7 @@ int main(int argc, char **argv)
         }
         jopen("end");
         conn_summary();
-        jnum("server_rss_kb", (double)status_kb(cfg.server_pid, "VmRSS"));
+        jnum("server_rss_kb", (double)server_kb("VmRSS"));
         jclose();
     } else {
         usage();

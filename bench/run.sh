@@ -15,6 +15,8 @@
 #   BENCH_NO_DOCS=1     do not rewrite docs/performance.md
 #   BENCH_SESSIONS      loadgen sessions to run ["ws storm poll"]
 #   BENCH_RESULTS       output folder [bench/results]
+#   BENCH_WORKERS=N     realtimed runs with --workers N on every core (CPU and
+#                       memory are summed over the master and its workers)
 #   BENCH_APPS=1        the bench has an app with realtime/handlers.js installed on
 #                       the site (bench/apps/benchjs): every socket is mirrored to
 #                       the Node handler host (the fan-out must not change)
@@ -49,6 +51,10 @@ fi
 
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ]; then SRV_CPU=0; CLI_CPU=1; else SRV_CPU=0; CLI_CPU=0; fi
+# realtimed --workers N (BENCH_WORKERS): the workers may use every core (the
+# clients keep theirs, so on 2 cores one worker shares it with them)
+WORKERS=${BENCH_WORKERS:-1}
+if [ "$WORKERS" -gt 1 ]; then RT_CPUS=0-$((NCPU - 1)); else RT_CPUS=$SRV_CPU; fi
 
 rm -rf "$TMP"
 mkdir -p "$TMP"
@@ -101,8 +107,8 @@ start_server() { # $1 = realtimed|node
     local name=$1
     case $name in
     realtimed)
-        (cd "$BENCH_ROOT" && REALTIMED_HOST_DIR="$ROOT/host" exec taskset -c $SRV_CPU "$TMPX/realtimed" --webserver-host 127.0.0.1 \
-            --log-level warning) >>"$TMP/$name.log" 2>&1 &
+        (cd "$BENCH_ROOT" && REALTIMED_HOST_DIR="$ROOT/host" exec taskset -c $RT_CPUS "$TMPX/realtimed" --webserver-host 127.0.0.1 \
+            --log-level warning --workers "$WORKERS") >>"$TMP/$name.log" 2>&1 &
         ;;
     node)
         (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU node "$ROOT/bench/baseline/server.js") \
@@ -113,7 +119,7 @@ start_server() { # $1 = realtimed|node
     # ready = listening and subscribed to `events`
     for _ in $(seq 100); do
         if ss -ltnH "sport = :$SIO_PORT" 2>/dev/null | grep -q . &&
-            [ "$(redis-cli -p "$REDIS_PORT" pubsub numsub events | tail -1)" = 1 ]; then
+            [ "$(redis-cli -p "$REDIS_PORT" pubsub numsub events | tail -1)" = "$([ "$name" = realtimed ] && echo "$WORKERS" || echo 1)" ]; then
             sleep 1 # idle baseline for the RSS reading
             return 0
         fi
@@ -150,6 +156,7 @@ run_session() { # $1 server, $2 session (ws|storm|poll), $3 pass
     if ! taskset -c $CLI_CPU "$TMP/loadgen" "$session" --port "$SIO_PORT" --site "$SITE" \
         --redis-port "$REDIS_PORT" --server-pid "$SERVER_PID" --procs "$procs" --src "$SRC" \
         --clients "$clients" --window "$window" --scale "$SCALE" --aux "redis:$REDIS_PID,authstub:$AUTH_PID" \
+        $([ "$name" = realtimed ] && [ "$WORKERS" -gt 1 ] && echo --server-tree) \
         >"$out" 2>>"$TMP/loadgen.log"; then
         log "$name: $session: loadgen failed (see $TMP/loadgen.log)"
         rm -f "$out"

@@ -38,8 +38,11 @@ typedef struct {
     char *node;
     char *python;
     char *host_dir;
+    char *workers;   /* "auto" or 1..APP_MAX_WORKERS; app_workers_count() */
     bool conformance;
 } app_config_t;
+
+#define APP_MAX_WORKERS 64
 
 typedef struct {
     app_config_t cfg;
@@ -51,6 +54,13 @@ typedef struct {
     void *frappe;           /* frappe module state */
     void *handlers;         /* app-handler hosts, when some app has handlers */
     http_static_t *statics; /* static_dir, when set */
+    /* --workers: this process's place (workers.c); worker < 0 alone */
+    int worker, nworkers;
+    int listen_fd;          /* the listening socket the master bound, or -1 */
+    int ready_fd;           /* tells the master this worker serves, or -1 */
+    int handoff_in;         /* connections other workers hand to this one */
+    const int *handoff_out; /* [nworkers]: where to hand a connection to worker i */
+    void *workers;          /* the handoff receiver */
 } app_t;
 
 /* Fills cfg from defaults, bench files, environment and argv (in that
@@ -59,11 +69,30 @@ typedef struct {
 int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only);
 void app_config_print(const app_config_t *cfg, FILE *out);
 void app_config_free(app_config_t *cfg);
-/* The Engine.IO and Socket.IO options of every application, from cfg. */
-void app_protocol_options(const app_config_t *cfg, eio_options_t *eo, sio_options_t *so);
+/* The Engine.IO and Socket.IO options of every application, from the
+ * configuration and the worker's place (sid ownership, shares of limits). */
+void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so);
 void app_usage(FILE *out);
 void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 
 int conformance_start(app_t *app);
+
+/* ---- --workers (workers.c) ----
+ * With more than one worker the first process is a master: it binds the
+ * listening socket, forks the workers, restarts one that dies and forwards
+ * SIGTERM/SIGINT. Each worker is a complete server (own loop, sessions,
+ * rooms, Redis links, backchannel) watching the shared socket. A polling
+ * request or upgrade for a session another worker owns (the sid's first
+ * character names the worker) is handed to it with the bytes already read. */
+int app_workers_count(const app_config_t *cfg); /* -1 if the value is invalid */
+int app_master_main(app_t *app);  /* returns the exit code */
+int app_serve(app_t *app);        /* main.c: one server, alone or as a worker */
+/* In a worker: starts receiving handed-off connections / stops. */
+int app_worker_start(app_t *app);
+void app_worker_stop(app_t *app);
+/* eio's foreign_sid hook (ud = app) */
+bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud);
+/* The sid tag of worker i. */
+char app_worker_tag(int i);
 
 #endif

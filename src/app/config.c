@@ -87,6 +87,10 @@ static const opt_t opts[] = {
      "Python for the handlers.py host (default: <bench>/env/bin/python)"},
     {"host_dir", NULL, "REALTIMED_HOST_DIR", T_STR, O(host_dir), NULL, 0, 0, 0,
      "folder of the handler host scripts (default: installed beside the binary)"},
+    {"workers", NULL, "REALTIMED_WORKERS", T_STR, O(workers), "1", 0, 0, 0,
+     "event loops (processes) sharing the port: a number up to 64, or auto (one per online "
+     "core). Each has its own sessions, rooms and Redis links; requests of a session are "
+     "handed to the worker that owns it"},
     {"conformance", NULL, NULL, T_BOOL, O(conformance), "0", 0, 1, 0,
      "serve the protocol test-suite application (/engine.io/ echo and /socket.io/ sample "
      "app, pingInterval 300, pingTimeout 200) instead of Frappe"},
@@ -328,6 +332,11 @@ static int validate(const app_config_t *cfg)
                 cfg->app_handlers);
         return EX_CONFIG;
     }
+    if (app_workers_count(cfg) < 0) {
+        fprintf(stderr, "realtimed: invalid value '%s' for workers: expected auto or 1..%d\n", cfg->workers,
+                APP_MAX_WORKERS);
+        return EX_CONFIG;
+    }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
         fprintf(stderr, "realtimed: invalid value '%s' for auth_mode: expected frappe or guest\n", cfg->auth_mode);
         return EX_CONFIG;
@@ -482,8 +491,23 @@ void app_config_print(const app_config_t *cfg, FILE *out)
     }
 }
 
-void app_protocol_options(const app_config_t *cfg, eio_options_t *eo, sio_options_t *so)
+int app_workers_count(const app_config_t *cfg)
 {
+    const char *v = cfg->workers ? cfg->workers : "1";
+    if (!strcmp(v, "auto")) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n < 1 ? 1 : n > APP_MAX_WORKERS ? APP_MAX_WORKERS : (int)n;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 1 || n > APP_MAX_WORKERS) return -1;
+    return (int)n;
+}
+
+void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
+{
+    const app_config_t *cfg = &app->cfg;
     eio_options_default(eo);
     eo->ping_interval = (unsigned)cfg->ping_interval;
     eo->ping_timeout = (unsigned)cfg->ping_timeout;
@@ -494,6 +518,15 @@ void app_protocol_options(const app_config_t *cfg, eio_options_t *eo, sio_option
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;
     so->max_pending = (size_t)cfg->max_pending;
+    if (app->worker >= 0 && app->nworkers > 1) {
+        /* the limits are the server's: each worker has its share */
+        size_t n = (size_t)app->nworkers;
+        if (eo->max_sessions) eo->max_sessions = (eo->max_sessions + n - 1) / n;
+        if (so->max_pending) so->max_pending = (so->max_pending + n - 1) / n;
+        eo->sid_tag = app_worker_tag(app->worker);
+        eo->foreign_sid = app_worker_foreign_sid;
+        eo->foreign_ud = app;
+    }
 }
 
 void app_config_free(app_config_t *cfg)

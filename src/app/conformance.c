@@ -165,7 +165,7 @@ int conformance_start(app_t *app)
 {
     eio_options_t eo;
     sio_options_t so;
-    app_protocol_options(&app->cfg, &eo, &so);
+    app_protocol_options(app, &eo, &so);
     static const eio_handler_t echo = {echo_open, echo_message, echo_close};
     app->eio_echo = eio_server_new(app->http, "/engine.io/", &eo, &echo, app);
 

@@ -92,7 +92,7 @@ int frappe_start(app_t *app)
     }
     eio_options_t eo;
     sio_options_t so;
-    app_protocol_options(cfg, &eo, &so);
+    app_protocol_options(app, &eo, &so);
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
     http_server_route(app->http, "/health", health, NULL);
     if (cfg->static_dir) {

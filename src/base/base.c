@@ -435,6 +435,9 @@ static const char *const level_names[] = {"debug", "info", "notice", "warning", 
 
 void rt_log_set_level(int level) { rt_log_level = level; }
 
+static char log_tag[16];
+void rt_log_set_tag(const char *tag) { snprintf(log_tag, sizeof log_tag, "%s%s", tag ? tag : "", tag ? "/" : ""); }
+
 int rt_log_level_from_name(const char *name)
 {
     for (int i = 0; i < (int)RT_ARRAY_LEN(level_names); i++)
@@ -450,9 +453,9 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ",
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(now % 1000), level_names[level], module);
+                     tm.tm_sec, (int)(now % 1000), level_names[level], log_tag, module);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -511,17 +514,24 @@ void rt_random_bytes(void *p, size_t n)
     }
 }
 
+static uint8_t id_pool[15 * 64];
+static size_t id_left;
+
+void rt_random_after_fork(void)
+{
+    memset(id_pool, 0, sizeof id_pool);
+    id_left = 0;
+}
+
 void rt_random_id(char out[21])
 {
-    static uint8_t pool[15 * 64];
-    static size_t left;
-    if (left < 15) {
-        rt_random_bytes(pool, sizeof pool);
-        left = sizeof pool;
+    if (id_left < 15) {
+        rt_random_bytes(id_pool, sizeof id_pool);
+        id_left = sizeof id_pool;
     }
-    left -= 15;
-    rt_base64url(out, pool + left, 15);
-    memset(pool + left, 0, 15);
+    id_left -= 15;
+    rt_base64url(out, id_pool + id_left, 15);
+    memset(id_pool + id_left, 0, 15);
     out[20] = 0;
 }
 

@@ -190,6 +190,8 @@ uint64_t rt_wall_ms(void);  /* CLOCK_REALTIME in milliseconds */
 enum { RT_LOG_DEBUG = 0, RT_LOG_INFO, RT_LOG_NOTICE, RT_LOG_WARN, RT_LOG_ERROR, RT_LOG_SILENT };
 extern int rt_log_level;
 void rt_log_set_level(int level);
+/* A tag written before the module ("w1" in worker 1 of --workers), or NULL. */
+void rt_log_set_tag(const char *tag);
 int rt_log_level_from_name(const char *name); /* -1 if unknown */
 void rt_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -241,6 +243,8 @@ void rt_random_bytes(void *p, size_t n);
  * socket ids: bearer tokens). Drawn from a pool refilled 64 ids at a time;
  * used bytes are wiped. Single-threaded, like the loop. */
 void rt_random_id(char out[21]);
+/* Drops the pool: a forked child must not hand out its parent's ids. */
+void rt_random_after_fork(void);
 /* Writes ceil(4n/3) chars of URL-safe base64, never padded; returns the count. */
 size_t rt_base64url(char *out, const uint8_t *in, size_t n);
 /* Standard base64 with padding; out needs 4*ceil(n/3) bytes. Returns length. */

@@ -77,6 +77,7 @@ struct eio_server {
 
 void eio_options_default(eio_options_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->ping_interval = 25000;
     o->ping_timeout = 20000;
     o->upgrade_timeout = 10000;
@@ -371,8 +372,10 @@ static eio_session_t *session_new(eio_server_t *srv)
     eio_session_t *s = rt_pool_alloc(&srv->session_pool);
     s->srv = srv;
     net_task_init(&s->task, session_task);
-    do rt_random_id(s->sid);
-    while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
+    do {
+        rt_random_id(s->sid);
+        if (srv->opt.sid_tag) s->sid[0] = srv->opt.sid_tag;
+    } while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
     rt_map_put(&srv->sessions, rt_slice(s->sid, SID_LEN), s);
     net_timer_init(&s->ping, ping_cb);
     net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval);
@@ -631,6 +634,7 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
         return;
     }
     eio_session_t *s = rt_map_get(&srv->sessions, sidq);
+    if (!s && srv->opt.foreign_sid && srv->opt.foreign_sid(hc, sidq, srv->opt.foreign_ud)) return;
     if (!s) {
         respond_code(hc, 1, "Session ID unknown");
         return;

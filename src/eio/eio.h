@@ -20,6 +20,12 @@ typedef struct {
     size_t max_sessions;      /* handshakes beyond get 503 (default 100000; 0 = unlimited) */
     size_t max_buffered;      /* bytes queued for a polling client that does not poll
                                  before its session is closed (default 16 MiB) */
+    char sid_tag;             /* first character of every sid made here (0: random) */
+    /* A request naming a sid this server does not have: returns true if it
+     * took the request (handed it to the process that owns the sid, see
+     * http_conn_handoff); false answers "Session ID unknown". */
+    bool (*foreign_sid)(http_conn_t *hc, rt_slice_t sid, void *ud);
+    void *foreign_ud;
 } eio_options_t;
 void eio_options_default(eio_options_t *o);
 

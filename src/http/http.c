@@ -36,12 +36,14 @@ struct http_conn {
     bool head_method;   /* HEAD: no body in the response */
     size_t last_len;    /* parser resume hint */
     char *origin;       /* Origin of the request being answered (CORS), or NULL */
+    const char *raw, *raw_end; /* during dispatch: this request's bytes and all read after it */
     void (*on_abort)(http_conn_t *hc, void *ud);
     void *abort_ud;
 };
 
 void http_options_default(http_options_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->max_head = 16 * 1024;
     o->max_body = 1000000;
     o->cors = false;
@@ -133,9 +135,10 @@ static void hc_on_close(net_conn_t *c)
 static size_t hc_on_read(net_conn_t *c, char *data, size_t len);
 static const net_conn_ops_t http_ops = {hc_on_read, hc_on_close};
 
-void http_server_accept(net_listener_t *l, net_conn_t *c)
+void http_server_accept(net_listener_t *l, net_conn_t *c) { http_server_adopt(net_listener_data(l), c); }
+
+void http_server_adopt(http_server_t *srv, net_conn_t *c)
 {
-    http_server_t *srv = net_listener_data(l);
     http_conn_t *hc = rt_calloc(1, sizeof *hc);
     hc->c = c;
     hc->srv = srv;
@@ -222,6 +225,17 @@ void http_request_peer(const http_request_t *req, char *out, size_t n)
 {
     if (n) out[0] = 0;
     if (req->conn) net_conn_peer(req->conn, out, n);
+}
+
+int http_conn_handoff(http_conn_t *hc, rt_buf_t *input)
+{
+    if (!hc->raw) return -1; /* not inside the handler's call */
+    net_conn_t *c = hc->c;
+    rt_buf_append(input, hc->raw, (size_t)(hc->raw_end - hc->raw));
+    c->data = NULL;
+    c->ops = NULL;
+    hc_free(hc);
+    return net_conn_detach(c);
 }
 
 net_conn_t *http_conn_upgrade(http_conn_t *hc)
@@ -333,12 +347,15 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         net_timer_stop(&hc->timer);
         hc->timing_head = false;
         rt_slice_t body = rt_slice(data + done + r, body_len);
+        hc->raw = data + done;
+        hc->raw_end = data + len;
         done += (size_t)r + body_len;
         req.conn = c;
         dispatch(hc, &req, body);
-        /* Upgraded: hc is freed and the rest goes to the new owner. Compare
-         * ops, not data: the new owner may reuse hc's address. */
+        /* Upgraded or handed off: hc is freed and the rest goes to the new
+         * owner. Compare ops, not data: the new owner may reuse hc's address. */
         if (c->ops != &http_ops) return done;
+        hc->raw = hc->raw_end = NULL;
     }
     if (hc->busy && done < len && !(c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN))) {
         /* Input behind a request still being answered. Browsers, socket.io

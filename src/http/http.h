@@ -34,6 +34,9 @@ void http_server_free(http_server_t *srv);
 void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud);
 /* Accept callback for net listeners (listener data must be the server). */
 void http_server_accept(net_listener_t *l, net_conn_t *c);
+/* The same for a connection adopted from another process (net_conn_adopt),
+ * before net_conn_start(). */
+void http_server_adopt(http_server_t *srv, net_conn_t *c);
 const http_options_t *http_server_options(const http_server_t *srv);
 net_loop_t *http_server_loop(const http_server_t *srv);
 
@@ -63,6 +66,11 @@ void http_request_peer(const http_request_t *req, char *out, size_t n);
  * sets c->ops and c->data; hc is freed. Bytes after the request head are
  * offered to the new ops immediately. */
 net_conn_t *http_conn_upgrade(http_conn_t *hc);
+/* From a handler, during its call: gives the connection up for another
+ * process. Appends the bytes of this request and everything read after it
+ * to input and returns the descriptor (see net_conn_detach), or -1 if the
+ * connection could not be handed over (it is closed). hc is freed. */
+int http_conn_handoff(http_conn_t *hc, rt_buf_t *input);
 net_conn_t *http_conn_net(const http_conn_t *hc);
 http_server_t *http_conn_server(const http_conn_t *hc);
 

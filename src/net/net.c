@@ -69,6 +69,7 @@ struct net_listener {
     net_accept_cb cb;
     void *ud;
     int port;
+    int batch;      /* connections accepted per wake-up */
     bool unix_sock;
     int reserve_fd; /* spare fd closed to accept-and-drop when out of fds */
     uint32_t dropped;   /* connections dropped since the last warning */
@@ -251,6 +252,7 @@ static int tw_timeout(net_loop_t *loop)
 /* ---- loop ---- */
 void net_options_default(net_options_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->read_buffer = 256 * 1024;
     o->out_soft_limit = 1 << 20;
     o->out_soft_seconds = 10;
@@ -876,13 +878,54 @@ int net_loop_run_once(net_loop_t *loop, int max_ms)
     return loop_turn(loop, max_ms);
 }
 
+/* ---- handing connections between processes ---- */
+
+int net_conn_detach(net_conn_t *c)
+{
+    if (c->flags & (NET_CONN_CLOSING | NET_CONN_SHUTDOWN)) return -1;
+    if (c->out_head) conn_flush(c); /* an earlier answer still queued: try once */
+    if (c->flags & NET_CONN_CLOSING) return -1;
+    if (c->out_head) {
+        /* It would be lost or reordered; a client that pipelines behind an
+         * answer it has not read is not one that can be handed over. */
+        net_conn_close(c);
+        return -1;
+    }
+    int fd = c->io.fd;
+    net_io_set(c->loop, &c->io, 0);
+    c->io.fd = -1; /* net_conn_close below must not close it */
+    c->ops = NULL; /* nor tell an owner that has already let go */
+    c->data = NULL;
+    net_conn_close(c);
+    c->loop->stats.handed_off++;
+    return fd;
+}
+
+net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock, uint32_t peer_addr)
+{
+    net_conn_t *c = conn_new(loop, fd);
+    if (unix_sock) c->flags |= NET_CONN_UNIX;
+    else c->peer_addr = peer_addr;
+    return c;
+}
+
+void net_conn_start(net_conn_t *c, const void *input, size_t n)
+{
+    if (c->flags & NET_CONN_CLOSING) return;
+    conn_set_events(c, (c->io.events & EPOLLOUT) | READ_EVENTS(c));
+    if (n && !(c->flags & NET_CONN_CLOSING)) {
+        conn_retain(c, input, n);
+        net_defer(c->loop, &c->task, NET_PHASE_INPUT);
+    }
+}
+
 /* ---- listeners ---- */
 
 static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
 {
     net_listener_t *l = (net_listener_t *)io;
     RT_UNUSED(events);
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < l->batch; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -917,7 +960,7 @@ static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
     }
 }
 
-static net_listener_t *listener_new(net_loop_t *loop, int fd, net_accept_cb cb, void *ud)
+static net_listener_t *listener_new(net_loop_t *loop, int fd, uint32_t events, net_accept_cb cb, void *ud)
 {
     net_listener_t *l = rt_calloc(1, sizeof *l);
     l->io.fd = fd;
@@ -925,8 +968,9 @@ static net_listener_t *listener_new(net_loop_t *loop, int fd, net_accept_cb cb, 
     l->loop = loop;
     l->cb = cb;
     l->ud = ud;
+    l->batch = 256;
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (net_io_set(loop, &l->io, EPOLLIN) < 0) {
+    if (net_io_set(loop, &l->io, events) < 0) {
         if (l->reserve_fd >= 0) close(l->reserve_fd);
         free(l);
         return NULL;
@@ -934,64 +978,84 @@ static net_listener_t *listener_new(net_loop_t *loop, int fd, net_accept_cb cb, 
     return l;
 }
 
-net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
-                               void *ud, char *err, size_t errlen)
+int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char *err, size_t errlen)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (host && *host && strcmp(host, "*") != 0) {
         if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
         if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
             snprintf(err, errlen, "invalid listen address '%s'", host);
-            return NULL;
+            return -1;
         }
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
-        return NULL;
+        return -1;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
                  strerror(errno));
         close(fd);
-        return NULL;
+        return -1;
     }
     socklen_t sl = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &sl);
-    net_listener_t *l = listener_new(loop, fd, cb, ud);
-    if (!l) {
-        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    l->port = ntohs(sa.sin_port);
-    return l;
+    if (port_out) *port_out = ntohs(sa.sin_port);
+    return fd;
 }
 
-net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
-                                char *err, size_t errlen)
+int net_bind_unix(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
         snprintf(err, errlen, "unix socket path too long: %s", path);
-        return NULL;
+        return -1;
     }
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
-        return NULL;
+        return -1;
     }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
         close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
+                               void *ud, char *err, size_t errlen)
+{
+    int bound = 0, fd = net_bind_tcp(host, port, false, &bound, err, errlen);
+    if (fd < 0) return NULL;
+    net_listener_t *l = listener_new(loop, fd, EPOLLIN, cb, ud);
+    if (!l) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        close(fd);
         return NULL;
     }
-    net_listener_t *l = listener_new(loop, fd, cb, ud);
+    l->port = bound;
+    return l;
+}
+
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
+                                char *err, size_t errlen)
+{
+    int fd = net_bind_unix(path, err, errlen);
+    if (fd < 0) return NULL;
+    net_listener_t *l = listener_new(loop, fd, EPOLLIN, cb, ud);
     if (!l) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         close(fd);
@@ -1000,6 +1064,27 @@ net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_c
     }
     l->unix_sock = true;
     l->path = rt_strndup(path, strlen(path));
+    return l;
+}
+
+net_listener_t *net_listen_fd(net_loop_t *loop, int fd, bool unix_sock, net_accept_cb cb, void *ud,
+                              char *err, size_t errlen)
+{
+    /* Every process sharing the socket waits on it; EPOLLEXCLUSIVE wakes one
+     * (or a few) per connection instead of all of them, and a small batch
+     * leaves the next connections to the others. */
+    net_listener_t *l = listener_new(loop, fd, EPOLLIN | EPOLLEXCLUSIVE, cb, ud);
+    if (!l) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        return NULL;
+    }
+    l->batch = 16;
+    l->unix_sock = unix_sock;
+    if (!unix_sock) {
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof sa;
+        if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sin_family == AF_INET) l->port = ntohs(sa.sin_port);
+    }
     return l;
 }
 

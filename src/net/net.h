@@ -130,6 +130,7 @@ uint64_t net_loop_now(const net_loop_t *loop);
 /* Counters for metrics and tests. */
 typedef struct {
     uint64_t accepted, closed, bytes_in, bytes_out, writev_calls, slow_closed, turns;
+    uint64_t handed_off; /* connections detached for another process */
     uint64_t conns; /* currently open */
 } net_stats_t;
 const net_stats_t *net_loop_stats(const net_loop_t *loop);
@@ -204,6 +205,26 @@ static inline bool net_conn_closing(const net_conn_t *c) { return c->flags & NET
 /* Writes the peer address as text ("127.0.0.1:4242", "unix") into out. */
 void net_conn_peer(const net_conn_t *c, char *out, size_t n);
 
+/* ---- handing a connection to another process (--workers) ----
+ *
+ * net_conn_detach() takes the descriptor out of this loop as if the
+ * connection were closed, except that the descriptor stays open and
+ * on_close is not called (the owner calling it has let go). Output still
+ * queued is written first if the socket takes it; otherwise the connection
+ * is closed and -1 returned. The caller passes the descriptor on and closes
+ * its copy.
+ *
+ * The receiving process adopts it: net_conn_adopt() makes a connection as
+ * an accept would (the caller sets ops and data), net_conn_start() starts
+ * reading and offers input[0..n) (what the other process had read) first,
+ * later in this turn. */
+int net_conn_detach(net_conn_t *c);
+net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock, uint32_t peer_addr);
+void net_conn_start(net_conn_t *c, const void *input, size_t n);
+/* The peer address as net_conn_adopt() takes it (0 for non-IPv4). */
+static inline uint32_t net_conn_peer_addr(const net_conn_t *c) { return c->peer_addr; }
+static inline bool net_conn_is_unix(const net_conn_t *c) { return c->flags & NET_CONN_UNIX; }
+
 /* ---- listeners ---- */
 typedef void (*net_accept_cb)(net_listener_t *l, net_conn_t *c);
 /* Binds host:port (host NULL or "" = all interfaces; port 0 = ephemeral). */
@@ -212,6 +233,19 @@ net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net
 /* Binds a Unix socket path (an existing stale socket file is replaced). */
 net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
                                 char *err, size_t errlen);
+/* Binds and listens without a loop (non-blocking, close-on-exec), for
+ * sockets that other processes then watch with net_listen_fd(): one socket
+ * shared by several, or (reuseport) one socket each on the same port, among
+ * which the kernel spreads new connections evenly. Returns the descriptor,
+ * or -1 with err. */
+int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char *err, size_t errlen);
+int net_bind_unix(const char *path, char *err, size_t errlen);
+/* Watches a listening descriptor shared with other processes: each new
+ * connection wakes one of them (EPOLLEXCLUSIVE), and a wake-up accepts a few
+ * connections only, leaving the next ones to the others. Closing the listener
+ * closes this copy of fd, never unlinks a path. */
+net_listener_t *net_listen_fd(net_loop_t *loop, int fd, bool unix_sock, net_accept_cb cb, void *ud,
+                              char *err, size_t errlen);
 void *net_listener_data(const net_listener_t *l);
 int net_listener_port(const net_listener_t *l);
 void net_listener_close(net_listener_t *l);

@@ -124,6 +124,7 @@ static const char REASON_SERVER_NSP[] = "server namespace disconnect";
 
 void sio_options_default(sio_options_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->connect_timeout = 45000;
     o->attachment_timeout = 10000;
     o->max_attachment_bytes = 0;

@@ -1202,6 +1202,82 @@ static bool uds_script(net_loop_t *loop)
     return K1.len >= 3;
 }
 
+/* ---- handing a connection over: detach keeps the fd open and skips
+ * on_close; the adopter is offered the bytes read so far first, then reads
+ * on; the peer address travels ---- */
+static int adopted_reads;
+static char adopted_first[64];
+static size_t adopted_read(net_conn_t *c, char *data, size_t len)
+{
+    if (adopted_reads++ == 0) snprintf(adopted_first, sizeof adopted_first, "%.*s", (int)len, data);
+    net_conn_write(c, "<", 1);
+    net_conn_write(c, data, len);
+    return len;
+}
+static const net_conn_ops_t adopted_ops = {adopted_read, srv_on_close};
+static size_t detaching_read(net_conn_t *c, char *data, size_t len)
+{
+    uint32_t peer = net_conn_peer_addr(c);
+    for (int i = 0; i < S.nconns; i++)
+        if (S.conns[i] == c) S.conns[i] = NULL; /* it is freed without on_close */
+    int fd = net_conn_detach(c);
+    CHECK(fd >= 0);
+    CHECK(c->io.fd == -1);
+    net_conn_t *n = net_conn_adopt(S.loop, fd, false, peer);
+    n->ops = &adopted_ops;
+    n->data = &S;
+    S.conns[S.nconns++] = n;
+    net_conn_start(n, data, len); /* copied: data goes away after this call */
+    return len;
+}
+static const net_conn_ops_t detaching_ops = {detaching_read, srv_on_close};
+static bool detach_script(net_loop_t *loop)
+{
+    switch (phase) {
+    case 0:
+        write_all(K1.io.fd, "first", 5);
+        phase = 1;
+        return false;
+    case 1:
+        if (K1.len < 6) return false;
+        CHECK_MEM(K1.buf, K1.len, "<first");
+        CHECK_EQ_INT(S.closes, 0); /* the detached one never saw on_close */
+        CHECK(strcmp(adopted_first, "first") == 0);
+        CHECK_EQ_INT(net_loop_stats(loop)->handed_off, 1);
+        CHECK_EQ_INT(net_loop_stats(loop)->conns, 1);
+        if (S.conns[1]) {
+            char peer[64];
+            net_conn_peer(S.conns[1], peer, sizeof peer);
+            CHECK(strcmp(peer, "127.0.0.1") == 0);
+        }
+        write_all(K1.io.fd, "second", 6);
+        phase = 2;
+        return false;
+    case 2:
+        if (K1.len < 13) return false;
+        CHECK_MEM(K1.buf, K1.len, "<first<second");
+        cli_close(loop, &K1);
+        phase = 3;
+        return false;
+    default:
+        return S.closes == 1;
+    }
+}
+
+TEST(conn_detach_adopt)
+{
+    net_loop_t *loop = net_loop_new(NULL);
+    srv_reset(loop);
+    adopted_reads = 0;
+    int port;
+    net_listener_t *l = listen_any(loop, &detaching_ops, &port);
+    cli_open(loop, &K1, port, 0);
+    run_script(loop, detach_script, 3000);
+    CHECK_EQ_INT(phase, 3);
+    CHECK_EQ_INT(S.closes, 1);
+    teardown(loop, l);
+}
+
 TEST(conn_unix_socket)
 {
     net_loop_t *loop = net_loop_new(NULL);
@@ -1261,6 +1337,7 @@ int main(void)
     RUN(conn_close_others);
     RUN(conn_shutdown_flushes_then_closes);
     RUN(conn_max_retained);
+    RUN(conn_detach_adopt);
     RUN(conn_unix_socket);
     fprintf(stderr, "test_net: %llu ms\n", (unsigned long long)(rt_now_ms() - s));
     return TEST_SUMMARY("test_net");
