@@ -53,6 +53,7 @@ typedef struct {
     sio_server_t *sio;
     void *frappe;           /* frappe module state */
     void *handlers;         /* app-handler hosts, when some app has handlers */
+    void *cluster;          /* presence shared through Redis (Frappe mode) */
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include "cluster/cluster.h"
 #include "frappe/frappe.h"
 #include "handlers/handlers.h"
 
@@ -52,6 +53,43 @@ static void handlers_options(const app_config_t *cfg, handlers_options_t *ho)
     ho->mode = cfg->app_handlers;
     ho->host_dir = cfg->host_dir;
     ho->max_frame = 4 * (size_t)cfg->max_payload + 65536;
+}
+
+/* ---- presence across processes and machines (cluster/) ---- */
+static bool presence_viewer(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user, uint64_t connected_ns,
+                            bool open, bool last, void *ud)
+{
+    app_t *app = ud;
+    return cluster_viewer(app->cluster, sio_nsp_name(sio_socket_nsp(s)), dt, dn, rt_slice_cstr(sio_socket_id(s)), user,
+                          connected_ns, open, last);
+}
+
+static void cluster_viewers(rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, rt_slice_t self_user, const rt_slice_t *users,
+                            size_t n, void *ud)
+{
+    app_t *app = ud;
+    frappe_viewers(app->frappe, nsp, dt, dn, self_user, users, n);
+}
+
+static void resync_one(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user, uint64_t connected_ns, void *arg)
+{
+    app_t *app = arg;
+    cluster_viewer(app->cluster, sio_nsp_name(sio_socket_nsp(s)), dt, dn, rt_slice_cstr(sio_socket_id(s)), user,
+                   connected_ns, true, false);
+}
+
+static void cluster_resync(void *ud)
+{
+    app_t *app = ud;
+    frappe_each_viewer(app->frappe, resync_one, app);
+}
+
+static void start_cluster(app_t *app)
+{
+    static const cluster_handler_t ch = {cluster_viewers, cluster_resync};
+    app->cluster = cluster_new(app->loop, frappe_broker(app->frappe), &ch, app);
+    static const frappe_presence_t fp = {presence_viewer};
+    frappe_set_presence(app->frappe, &fp, app);
 }
 
 static int start_handlers(app_t *app)
@@ -112,10 +150,19 @@ int frappe_start(app_t *app)
         fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
         return EX_CONFIG;
     }
+    start_cluster(app);
     return start_handlers(app);
 }
 
-void frappe_app_stop(app_t *app) { frappe_stop(app->frappe); }
+void frappe_app_stop(app_t *app)
+{
+    /* Leave the cluster first (our viewers go from Redis at once); the
+     * disconnects that follow are nobody else's business. */
+    if (app->frappe) frappe_set_presence(app->frappe, NULL, NULL);
+    cluster_free(app->cluster);
+    app->cluster = NULL;
+    frappe_stop(app->frappe);
+}
 
 void frappe_app_release(app_t *app)
 {

@@ -293,6 +293,7 @@ static int spawn(master_t *m, int i)
     }
     if (pid == 0) worker_child(m, i);
     s->pid = pid;
+    rt_info("workers", "worker %d started (pid %d)", i, (int)pid);
     s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     s->started_ms = rt_now_ms();
     s->ready = false;

@@ -50,8 +50,13 @@ struct broker {
     char where[160];         /* host:port or the socket path, for logs */
     char **channels;
     size_t nchannels;
+    broker_msg_cb *chan_cb;  /* [nchannels]: NULL = the handler's on_message */
+    void **chan_ud;
     broker_handler_t h;
     void *ud;
+    void (*watch)(bool ready, void *ud); /* broker_watch */
+    void *watch_ud;
+    bool was_ready;
     broker_link_t sub, cmd;
     bool subscribed;
     bool ever_up;
@@ -210,6 +215,14 @@ static void outage_check_end(broker_t *b)
     b->ever_up = true;
 }
 
+static void ready_changed(broker_t *b)
+{
+    bool now = b->sub.ready && b->cmd.ready;
+    if (now == b->was_ready) return;
+    b->was_ready = now;
+    if (b->watch) b->watch(now, b->watch_ud);
+}
+
 /* ---- hiredis adapter on our loop ---- */
 static void link_update_io(broker_link_t *l, uint32_t add, uint32_t del)
 {
@@ -264,6 +277,7 @@ static void link_down(broker_link_t *l, const char *why)
     }
     outage_begin(b, was || b->ever_up);
     link_schedule_reconnect(l);
+    if (!b->closing) ready_changed(b);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -290,6 +304,7 @@ static void link_setup_done(broker_link_t *l)
     }
     if (!l->sub) gets_flush(b);
     outage_check_end(b);
+    ready_changed(b);
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -325,10 +340,17 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
     redisReply *kind = reply->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
-    if (!strcmp(kind->str, "message") && reply->element[2]->type == REDIS_REPLY_STRING) {
+    if (!strcmp(kind->str, "message") && reply->element[2]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_STRING) {
         b->stats.messages++;
-        b->h.on_message(rt_slice(reply->element[1]->str, reply->element[1]->len),
-                        rt_slice(reply->element[2]->str, reply->element[2]->len), b->ud);
+        rt_slice_t ch = rt_slice(reply->element[1]->str, reply->element[1]->len);
+        rt_slice_t payload = rt_slice(reply->element[2]->str, reply->element[2]->len);
+        for (size_t i = 0; i < b->nchannels; i++)
+            if (b->chan_cb[i] && rt_slice_eq_cstr(ch, b->channels[i])) {
+                b->chan_cb[i](ch, payload, b->chan_ud[i]);
+                return;
+            }
+        b->h.on_message(ch, payload, b->ud);
     } else if (!strcmp(kind->str, "subscribe") && !l->ready) {
         link_setup_done(l);
     }
@@ -443,6 +465,8 @@ broker_t *broker_redis_new(net_loop_t *loop, const char *url, const char *const 
     b->h = *h;
     b->ud = ud;
     b->channels = rt_calloc(nchannels ? nchannels : 1, sizeof *b->channels);
+    b->chan_cb = rt_calloc(nchannels ? nchannels : 1, sizeof *b->chan_cb);
+    b->chan_ud = rt_calloc(nchannels ? nchannels : 1, sizeof *b->chan_ud);
     b->nchannels = nchannels;
     for (size_t i = 0; i < nchannels; i++) b->channels[i] = rt_strndup(channels[i], strlen(channels[i]));
     rt_list_init(&b->gets);
@@ -478,6 +502,8 @@ void broker_free(broker_t *b)
     net_timer_stop(&b->remind);
     for (size_t i = 0; i < b->nchannels; i++) free(b->channels[i]);
     free(b->channels);
+    free(b->chan_cb);
+    free(b->chan_ud);
     broker_url_free(&b->url);
     free(b);
 }
@@ -579,3 +605,79 @@ void broker_publish(broker_t *b, const char *channel, rt_slice_t payload)
 bool broker_subscribed(const broker_t *b) { return b->subscribed; }
 bool broker_ready(const broker_t *b) { return b->sub.ready && b->cmd.ready; }
 const broker_stats_t *broker_stats(const broker_t *b) { return &b->stats; }
+
+void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud)
+{
+    size_t n = b->nchannels + 1;
+    b->channels = rt_realloc(b->channels, n * sizeof *b->channels);
+    b->chan_cb = rt_realloc(b->chan_cb, n * sizeof *b->chan_cb);
+    b->chan_ud = rt_realloc(b->chan_ud, n * sizeof *b->chan_ud);
+    b->channels[n - 1] = rt_strndup(channel, strlen(channel));
+    b->chan_cb[n - 1] = cb;
+    b->chan_ud[n - 1] = ud;
+    b->nchannels = n;
+    /* a link being set up counts its SUBSCRIBE replies: only a ready one
+     * takes it now; the others send every channel when they connect */
+    if (b->sub.ready && b->sub.ac) redisAsyncCommand(b->sub.ac, on_sub_reply, NULL, "SUBSCRIBE %s", channel);
+    else if (b->sub.ac && !b->sub.ready) {
+        /* connected, still in setup: drop it and reconnect with every channel */
+        redisAsyncContext *ac = b->sub.ac;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        b->sub.ac = NULL;
+        link_connect(&b->sub);
+    }
+}
+
+static void drop_message(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    RT_UNUSED(channel);
+    RT_UNUSED(payload);
+    RT_UNUSED(ud);
+}
+
+void broker_unsubscribe(broker_t *b, const char *channel)
+{
+    for (size_t i = 0; i < b->nchannels; i++)
+        if (b->chan_cb[i] && !strcmp(b->channels[i], channel)) {
+            b->chan_cb[i] = drop_message; /* stays subscribed until the links close */
+            b->chan_ud[i] = NULL;
+        }
+}
+
+void broker_watch(broker_t *b, void (*cb)(bool ready, void *ud), void *ud)
+{
+    b->watch = cb;
+    b->watch_ud = ud;
+}
+
+typedef struct {
+    broker_reply_cb cb;
+    void *ud;
+} cmd_req_t;
+
+static void on_cmd_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    RT_UNUSED(ac);
+    cmd_req_t *q = priv;
+    if (q->cb) q->cb(r, q->ud);
+    free(q);
+}
+
+bool broker_command(broker_t *b, broker_reply_cb cb, void *ud, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!b->cmd.ready || !b->cmd.ac) return false;
+    cmd_req_t *q = rt_calloc(1, sizeof *q);
+    q->cb = cb;
+    q->ud = ud;
+    if (redisAsyncCommandArgv(b->cmd.ac, on_cmd_reply, q, argc, argv, argvlen) != REDIS_OK) {
+        free(q);
+        return false;
+    }
+    return true;
+}
+
+void broker_flush(broker_t *b)
+{
+    if (b->cmd.ac) redisAsyncHandleWrite(b->cmd.ac); /* non-blocking: what the socket takes now */
+}

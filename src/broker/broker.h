@@ -50,6 +50,26 @@ bool broker_subscribed(const broker_t *b);
 /* Both links connected and set up (AUTH, SELECT, SUBSCRIBE accepted). */
 bool broker_ready(const broker_t *b);
 
+/* ---- for other modules sharing the links (cluster/) ---- */
+typedef void (*broker_msg_cb)(rt_slice_t channel, rt_slice_t payload, void *ud);
+/* One more channel on the subscriber link; its messages go to cb instead
+ * of the handler. Subscribed on every (re)connect from now on. */
+void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud);
+/* Its messages are dropped from now on (the owner is going away). */
+void broker_unsubscribe(broker_t *b, const char *channel);
+/* cb(ready) whenever broker_ready() changes (one watcher). */
+void broker_watch(broker_t *b, void (*cb)(bool ready, void *ud), void *ud);
+/* Any command on the command link, argv style. cb (may be NULL) gets the
+ * hiredis reply, or NULL if the link went down first (or the broker is
+ * freed). Returns false, sending nothing, while the link is not ready. */
+struct redisReply;
+typedef void (*broker_reply_cb)(struct redisReply *reply, void *ud);
+bool broker_command(broker_t *b, broker_reply_cb cb, void *ud, int argc, const char **argv, const size_t *argvlen);
+
+/* Writes the command link's queued commands now, as far as the socket
+ * takes them (before a shutdown frees the broker without another turn). */
+void broker_flush(broker_t *b);
+
 typedef struct {
     uint64_t messages, reconnects, dropped_publishes;
 } broker_stats_t;

@@ -50,6 +50,7 @@ typedef struct {
     bool handlers;       /* the "frappe" app is installed: rooms and events */
     bool ext;            /* announced to the extension */
     uint16_t perms;      /* permission checks in flight */
+    uint64_t connected_ns; /* when it was accepted: the viewers' order across the cluster */
     char user[];
 } fr_socket_t;
 
@@ -88,6 +89,8 @@ struct frappe {
     frappe_ext_t ext;
     void *ext_ud;
     bool has_ext;
+    frappe_presence_t presence;
+    void *presence_ud;
     frappe_stats_t stats;
 };
 
@@ -580,6 +583,7 @@ static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t u
     id->refs++;
     memcpy(fs->user, user.p, user.n);
     fs->system_user = system_user;
+    fs->connected_ns = rt_now_ns();
     sio_socket_set_data(s, fs);
     sio_socket_accept(s);
     if (!sio_socket_connected(s)) return; /* on_disconnect already freed fs */
@@ -746,39 +750,31 @@ static int by_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* doc_viewers to open_doc:<dt>/<dn> after a doc_open, doc_close or
- * disconnect of `self`: users in namespace connection order, de-duplicated;
- * nothing when the only viewer is self's own user. */
-static void notify_viewers(sio_nsp_t *nsp, const char *self_user, const char *dt,
-                           const char *dn)
+/* doc_viewers {doctype, docname, users} to open_doc:<dt>/<dn> of nsp:
+ * users[] one per viewing socket in order, de-duplicated here; nothing when
+ * the only viewer is self's own user. */
+static void broadcast_viewers(sio_nsp_t *nsp, rt_slice_t dt, rt_slice_t dn, rt_slice_t self_user,
+                              const rt_slice_t *users, size_t n)
 {
+    if (n == 1 && rt_slice_eq(users[0], self_user)) return;
     rt_buf_t room = {0};
-    doc_room(&room, "open_doc:", dt, dn);
-    sock_vec_t sv = {0};
-    sio_room_each(nsp, rt_slice(room.data, room.len), collect, &sv);
-    if (sv.n > 1) qsort(sv.v, sv.n, sizeof *sv.v, by_seq);
-    if (sv.n == 1) {
-        fr_socket_t *fs = sio_socket_data(sv.v[0]);
-        if (fs && !strcmp(fs->user, self_user)) goto out;
-    }
+    rt_buf_append_cstr(&room, "open_doc:");
+    rt_buf_append_slice(&room, dt);
+    rt_buf_putc(&room, '/');
+    rt_buf_append_slice(&room, dn);
     rt_buf_t body = {0};
     rt_buf_append_cstr(&body, "\"doc_viewers\",{\"doctype\":");
-    rt_buf_append_json_string(&body, rt_slice_cstr(dt));
+    rt_buf_append_json_string(&body, dt);
     rt_buf_append_cstr(&body, ",\"docname\":");
-    rt_buf_append_json_string(&body, rt_slice_cstr(dn));
+    rt_buf_append_json_string(&body, dn);
     rt_buf_append_cstr(&body, ",\"users\":[");
     size_t listed = 0;
-    for (size_t i = 0; i < sv.n; i++) {
-        fr_socket_t *fs = sio_socket_data(sv.v[i]);
-        if (!fs) continue;
+    for (size_t i = 0; i < n; i++) {
         bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++) {
-            fr_socket_t *o = sio_socket_data(sv.v[j]);
-            seen = o && !strcmp(o->user, fs->user);
-        }
+        for (size_t j = 0; j < i && !seen; j++) seen = rt_slice_eq(users[j], users[i]);
         if (seen) continue;
         if (listed++) rt_buf_putc(&body, ',');
-        rt_buf_append_json_string(&body, rt_slice_cstr(fs->user));
+        rt_buf_append_json_string(&body, users[i]);
     }
     rt_buf_append_cstr(&body, "]}");
     /* Only the latest list matters: a polling viewer that has not fetched
@@ -790,9 +786,95 @@ static void notify_viewers(sio_nsp_t *nsp, const char *self_user, const char *dt
     rt_slice_t r = rt_slice(room.data, room_len);
     sio_broadcast_latest(nsp, &r, 1, NULL, rt_slice(body.data, body.len), key);
     rt_buf_free(&body);
-out:
+    rt_buf_free(&room);
+}
+
+/* The viewers of a document as this process sees them: its sockets in the
+ * room, in namespace connection order. */
+static void notify_viewers_local(sio_nsp_t *nsp, const char *self_user, const char *dt, const char *dn)
+{
+    rt_buf_t room = {0};
+    doc_room(&room, "open_doc:", dt, dn);
+    sock_vec_t sv = {0};
+    sio_room_each(nsp, rt_slice(room.data, room.len), collect, &sv);
+    if (sv.n > 1) qsort(sv.v, sv.n, sizeof *sv.v, by_seq);
+    rt_slice_t stack[16], *users = sv.n > 16 ? rt_calloc(sv.n, sizeof *users) : stack;
+    size_t n = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        fr_socket_t *fs = sio_socket_data(sv.v[i]);
+        if (fs) users[n++] = rt_slice_cstr(fs->user);
+    }
+    broadcast_viewers(nsp, rt_slice_cstr(dt), rt_slice_cstr(dn), rt_slice_cstr(self_user), users, n);
+    if (users != stack) free(users);
     free(sv.v);
     rt_buf_free(&room);
+}
+
+static void count_one(sio_socket_t *s, void *arg)
+{
+    RT_UNUSED(s);
+    ++*(size_t *)arg;
+}
+
+/* After a doc_open, doc_close or disconnect of s: through the cluster when
+ * there is one (every node's viewers; the list comes back to
+ * frappe_viewers), else from this process's sockets. */
+static void notify_viewers(frappe_t *f, sio_socket_t *s, const fr_socket_t *fs, const char *dt, const char *dn,
+                           bool open)
+{
+    sio_nsp_t *nsp = sio_socket_nsp(s);
+    if (f->presence.viewer) {
+        size_t left = 0;
+        if (!open) {
+            rt_buf_t room = {0};
+            doc_room(&room, "open_doc:", dt, dn);
+            sio_room_each(nsp, rt_slice(room.data, room.len), count_one, &left);
+            rt_buf_free(&room);
+        }
+        if (f->presence.viewer(s, rt_slice_cstr(dt), rt_slice_cstr(dn), rt_slice_cstr(fs->user), fs->connected_ns,
+                               open, left == 0, f->presence_ud))
+            return;
+    }
+    notify_viewers_local(nsp, fs->user, dt, dn);
+}
+
+void frappe_viewers(frappe_t *f, rt_slice_t nsp_name, rt_slice_t dt, rt_slice_t dn, rt_slice_t self_user,
+                    const rt_slice_t *users, size_t n)
+{
+    sio_nsp_t *nsp = sio_server_find(f->srv, nsp_name);
+    if (nsp) broadcast_viewers(nsp, dt, dn, self_user, users, n);
+}
+
+typedef struct {
+    void (*fn)(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user, uint64_t connected_ns, void *arg);
+    void *arg;
+} each_viewer_t;
+
+static void each_viewer_sock(sio_socket_t *s, void *arg)
+{
+    each_viewer_t *e = arg;
+    fr_socket_t *fs = sio_socket_data(s);
+    if (!fs) return;
+    for (uint32_t i = 0; i < fs->nopen; i++)
+        e->fn(s, rt_slice_cstr(fs->open_docs[i].doctype), rt_slice_cstr(fs->open_docs[i].docname),
+              rt_slice_cstr(fs->user), fs->connected_ns, e->arg);
+}
+
+static void each_viewer_nsp(sio_nsp_t *nsp, void *arg) { sio_nsp_each(nsp, each_viewer_sock, arg); }
+
+void frappe_each_viewer(frappe_t *f,
+                        void (*fn)(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user,
+                                   uint64_t connected_ns, void *arg),
+                        void *arg)
+{
+    each_viewer_t e = {fn, arg};
+    sio_server_each_nsp(f->srv, each_viewer_nsp, &e);
+}
+
+void frappe_set_presence(frappe_t *f, const frappe_presence_t *p, void *ud)
+{
+    f->presence = p ? *p : (frappe_presence_t){0};
+    f->presence_ud = ud;
 }
 
 static void perm_done(fr_op_t *op, const fetch_result_t *r)
@@ -840,8 +922,8 @@ static void perm_done(fr_op_t *op, const fetch_result_t *r)
                 fs->open_docs[fs->nopen++] = (fr_doc_t){op->doctype, op->docname};
                 op->doctype = op->docname = NULL; /* moved */
             }
-            notify_viewers(sio_socket_nsp(s), fs->user, known ? op->doctype : fs->open_docs[fs->nopen - 1].doctype,
-                           known ? op->docname : fs->open_docs[fs->nopen - 1].docname);
+            notify_viewers(f, s, fs, known ? op->doctype : fs->open_docs[fs->nopen - 1].doctype,
+                           known ? op->docname : fs->open_docs[fs->nopen - 1].docname, true);
         }
         rt_buf_free(&room);
     }
@@ -975,7 +1057,7 @@ static void native_event(frappe_t *f, sio_socket_t *s, fr_socket_t *fs, const si
         fs->nopen = k;
         /* Only a socket that had the document open changes its viewers: any
          * other would make every viewer of any document receive updates. */
-        if (had) notify_viewers(sio_socket_nsp(s), fs->user, dt.data, dn.data);
+        if (had) notify_viewers(f, s, fs, dt.data, dn.data, false);
         rt_buf_free(&dt);
         rt_buf_free(&dn);
     } else if (rt_slice_eq_cstr(n, "open_in_editor")) {
@@ -995,7 +1077,7 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
     sio_socket_set_data(s, NULL);
     /* Presence for every document still open; the socket has left its rooms. */
     for (uint32_t i = 0; i < fs->nopen; i++)
-        notify_viewers(sio_socket_nsp(s), fs->user, fs->open_docs[i].doctype, fs->open_docs[i].docname);
+        notify_viewers(f, s, fs, fs->open_docs[i].doctype, fs->open_docs[i].docname, false);
     if (fs->ext) f->ext.socket_gone(s, reason, f->ext_ud);
     fr_socket_free(fs);
 }
@@ -1197,3 +1279,5 @@ void frappe_read_secret(frappe_t *f, void (*cb)(bool ok, rt_slice_t value, void 
     }
     broker_get(f->broker, SECRET_KEY, f->opt.auth_timeout_ms, cb, ud);
 }
+
+broker_t *frappe_broker(const frappe_t *f) { return f->broker; }

@@ -43,6 +43,28 @@ typedef struct {
 } frappe_ext_t;
 void frappe_set_ext(frappe_t *f, const frappe_ext_t *ext, void *ud);
 
+/* Presence shared with other processes (cluster/). viewer() is told of every
+ * change of a local socket (open: doc_open; else doc_close or disconnect,
+ * with last = no other local socket views it); it returns true if the list
+ * will come back through frappe_viewers(), false to have it computed from
+ * this process's sockets (no cluster, Redis away). */
+typedef struct {
+    bool (*viewer)(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user, uint64_t connected_ns, bool open,
+                   bool last, void *ud);
+} frappe_presence_t;
+void frappe_set_presence(frappe_t *f, const frappe_presence_t *p, void *ud);
+/* A document's viewers across the cluster (users one per socket, in order):
+ * doc_viewers to this process's viewers, unless the only one is self_user. */
+void frappe_viewers(frappe_t *f, rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, rt_slice_t self_user,
+                    const rt_slice_t *users, size_t n);
+/* Every (socket, open document) of this process. */
+void frappe_each_viewer(frappe_t *f,
+                        void (*fn)(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, rt_slice_t user,
+                                   uint64_t connected_ns, void *arg),
+                        void *arg);
+/* The Redis links (events, the secret), for modules that share them. */
+broker_t *frappe_broker(const frappe_t *f);
+
 /* For extensions: Frappe's has_permission(doctype, name) for a socket of
  * the site namespaces through the backchannel (the socket's credentials,
  * the secret, coalescing). cb gets the answer once: allowed, or not (403,
