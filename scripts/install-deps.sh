@@ -14,7 +14,7 @@ PKGS=(
   libssl-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev
   redis-server
   python3 python3-venv python3-socketio python3-websocket python3-requests python3-redis python3-pytest
-  chromium gnuplot-nox valgrind curl
+  chromium gnuplot-nox valgrind curl nginx-light
 )
 missing=()
 # Node.js 18+ with npm: use what is there (nodesource or Debian), else Debian's.

@@ -38,6 +38,7 @@ typedef struct {
     char *node;
     char *python;
     char *host_dir;
+    char *node_id;   /* sid prefix naming this machine, or NULL */
     char *workers;   /* "auto" or 1..APP_MAX_WORKERS; app_workers_count() */
     bool conformance;
 } app_config_t;

@@ -5,6 +5,7 @@
 #include "app.h"
 
 #include <sysexits.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -87,6 +88,9 @@ static const opt_t opts[] = {
      "Python for the handlers.py host (default: <bench>/env/bin/python)"},
     {"host_dir", NULL, "REALTIMED_HOST_DIR", T_STR, O(host_dir), NULL, 0, 0, 0,
      "folder of the handler host scripts (default: installed beside the binary)"},
+    {"node_id", NULL, "REALTIMED_NODE_ID", T_STR, O(node_id), NULL, 0, 0, 0,
+     "1 to 8 letters or digits that start every session id of this machine, so that a proxy in "
+     "front of several machines can route a session's requests to its owner (docs/scaling.md)"},
     {"workers", NULL, "REALTIMED_WORKERS", T_STR, O(workers), "1", 0, 0, 0,
      "event loops (processes) sharing the port: a number up to 64, or auto (one per online "
      "core). Each has its own sessions, rooms and Redis links; requests of a session are "
@@ -332,6 +336,15 @@ static int validate(const app_config_t *cfg)
                 cfg->app_handlers);
         return EX_CONFIG;
     }
+    if (cfg->node_id) {
+        size_t n = strlen(cfg->node_id), ok = n >= 1 && n <= 8;
+        for (size_t i = 0; i < n && ok; i++) ok = isalnum((unsigned char)cfg->node_id[i]) != 0;
+        if (!ok) {
+            fprintf(stderr, "realtimed: invalid value '%s' for node_id: expected 1 to 8 letters or digits\n",
+                    cfg->node_id);
+            return EX_CONFIG;
+        }
+    }
     if (app_workers_count(cfg) < 0) {
         fprintf(stderr, "realtimed: invalid value '%s' for workers: expected auto or 1..%d\n", cfg->workers,
                 APP_MAX_WORKERS);
@@ -518,12 +531,16 @@ void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;
     so->max_pending = (size_t)cfg->max_pending;
+    /* sids name their owner: this machine (node_id), then the worker */
+    snprintf(eo->sid_prefix, sizeof eo->sid_prefix, "%s", cfg->node_id ? cfg->node_id : "");
     if (app->worker >= 0 && app->nworkers > 1) {
         /* the limits are the server's: each worker has its share */
         size_t n = (size_t)app->nworkers;
         if (eo->max_sessions) eo->max_sessions = (eo->max_sessions + n - 1) / n;
         if (so->max_pending) so->max_pending = (so->max_pending + n - 1) / n;
-        eo->sid_tag = app_worker_tag(app->worker);
+        size_t l = strlen(eo->sid_prefix);
+        eo->sid_prefix[l] = app_worker_tag(app->worker);
+        eo->sid_prefix[l + 1] = 0;
         eo->foreign_sid = app_worker_foreign_sid;
         eo->foreign_ud = app;
     }

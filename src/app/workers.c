@@ -111,7 +111,9 @@ static int send_handoff(int chan, int fd, uint32_t peer, bool unix_sock, const r
 bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
 {
     app_t *app = ud;
-    int owner = sid.n ? tag_index(sid.p[0]) : -1;
+    size_t skip = app->cfg.node_id ? strlen(app->cfg.node_id) : 0;
+    if (sid.n <= skip || memcmp(sid.p, app->cfg.node_id ? app->cfg.node_id : "", skip) != 0) return false;
+    int owner = tag_index(sid.p[skip]);
     if (owner < 0 || owner >= app->nworkers || owner == app->worker) return false;
     net_conn_t *c = http_conn_net(hc);
     uint32_t peer = net_conn_peer_addr(c);

@@ -23,7 +23,8 @@ const char EIO_REASON_FORCED_CLOSE[] = "forced close";
 const char EIO_REASON_SERVER_CLOSE[] = "forced server close";
 const char EIO_REASON_SHUTDOWN[] = "server shutting down";
 
-#define SID_LEN 20 /* 15 random bytes as base64url */
+#define SID_RANDOM 20 /* 15 random bytes as base64url */
+#define SID_MAX (EIO_SID_PREFIX_MAX + SID_RANDOM)
 
 typedef struct eio_qpkt {
     struct eio_qpkt *next;
@@ -59,7 +60,8 @@ struct eio_session {
     net_task_t task;        /* flush (NET_PHASE_FLUSH) or end (NET_PHASE_WORK) */
     rt_map_t *keyed;        /* key -> queued packet, while keyed packets are queued */
     eio_reason_t reason;
-    char sid[SID_LEN + 1];
+    char sid[SID_MAX + 1];
+    uint8_t sid_len;
 };
 
 struct eio_server {
@@ -333,7 +335,7 @@ void eio_session_close(eio_session_t *s)
     eio_server_t *srv = s->srv;
     s->closed = true;
     if (!s->reason) s->reason = EIO_REASON_SERVER_CLOSE;
-    rt_map_del(&srv->sessions, rt_slice(s->sid, SID_LEN));
+    rt_map_del(&srv->sessions, rt_slice(s->sid, s->sid_len));
     net_timer_stop(&s->ping);
     upgrade_drop(s);
     if (s->get) {
@@ -372,11 +374,12 @@ static eio_session_t *session_new(eio_server_t *srv)
     eio_session_t *s = rt_pool_alloc(&srv->session_pool);
     s->srv = srv;
     net_task_init(&s->task, session_task);
-    do {
-        rt_random_id(s->sid);
-        if (srv->opt.sid_tag) s->sid[0] = srv->opt.sid_tag;
-    } while (rt_map_get(&srv->sessions, rt_slice(s->sid, SID_LEN)));
-    rt_map_put(&srv->sessions, rt_slice(s->sid, SID_LEN), s);
+    size_t pl = strnlen(srv->opt.sid_prefix, EIO_SID_PREFIX_MAX);
+    memcpy(s->sid, srv->opt.sid_prefix, pl);
+    s->sid_len = (uint8_t)(pl + SID_RANDOM);
+    do rt_random_id(s->sid + pl);
+    while (rt_map_get(&srv->sessions, rt_slice(s->sid, s->sid_len)));
+    rt_map_put(&srv->sessions, rt_slice(s->sid, s->sid_len), s);
     net_timer_init(&s->ping, ping_cb);
     net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval);
     return s;

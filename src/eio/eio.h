@@ -10,6 +10,8 @@
 typedef struct eio_server eio_server_t;
 typedef struct eio_session eio_session_t;
 
+#define EIO_SID_PREFIX_MAX 15
+
 typedef struct {
     unsigned ping_interval;   /* ms, default 25000 */
     unsigned ping_timeout;    /* ms, default 20000 */
@@ -20,7 +22,9 @@ typedef struct {
     size_t max_sessions;      /* handshakes beyond get 503 (default 100000; 0 = unlimited) */
     size_t max_buffered;      /* bytes queued for a polling client that does not poll
                                  before its session is closed (default 16 MiB) */
-    char sid_tag;             /* first character of every sid made here (0: random) */
+    /* Every sid made here starts with this (then 20 random characters): it
+     * names the process that owns the session (--node-id, worker tag). */
+    char sid_prefix[EIO_SID_PREFIX_MAX + 1];
     /* A request naming a sid this server does not have: returns true if it
      * took the request (handed it to the process that owns the sid, see
      * http_conn_handoff); false answers "Session ID unknown". */

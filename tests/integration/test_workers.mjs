@@ -214,6 +214,27 @@ test('invalid --workers values are refused', async () => {
     assert.equal(p.status, 78, `--workers ${v}`); // EX_CONFIG
     assert.match(p.stderr, /invalid value '.*' for workers: expected auto or 1\.\.64/);
   }
+  for (const v of ['', 'a-b', '123456789', 'n 1']) {
+    const p = spawnSync(BIN, ['--conformance', '--node-id', v, '--port', '1'], { encoding: 'utf8' });
+    assert.equal(p.status, 78, `--node-id '${v}'`);
+    assert.match(p.stderr, /for node_id: expected 1 to 8 letters or digits/);
+  }
+});
+
+test('--node-id with --workers: sids start with the node id, then the worker tag', async () => {
+  const rt = await conformance(2, ['--node-id', 'm7']);
+  const tags = new Set();
+  for (let i = 0; i < 30; i++) {
+    const { sid } = JSON.parse((await request({ port: rt.port }, 'GET', eio())).body.slice(1));
+    assert.match(sid, /^m7[AB][A-Za-z0-9_-]{20}$/);
+    tags.add(sid[2]);
+    assert.equal((await request({ port: rt.port }, 'POST', eio(`&sid=${sid}`), '4x')).body, 'ok');
+    assert.equal((await request({ port: rt.port }, 'GET', eio(`&sid=${sid}`))).body, '4x');
+  }
+  assert.deepEqual([...tags].sort(), ['A', 'B']);
+  // another machine's session is not handed to a worker: unknown here
+  const r = await request({ port: rt.port }, 'GET', eio('&sid=m8Bxxxxxxxxxxxxxxxxxxxx'));
+  assert.equal(r.body, '{"code":1,"message":"Session ID unknown"}');
 });
 
 test('Frappe mode: Redis events reach members on every worker once and in order', async () => {

@@ -319,6 +319,36 @@ export async function startRealtimed(args = [], { env = {}, cwd, port, socketPat
   };
 }
 
+// ---------------------------------------------------------------- nginx
+
+/**
+ * Debian's nginx in the foreground with a config of ours: `http` is the body
+ * of its http block (temp paths, logs and pid are set here). Resolves once
+ * `port` accepts connections.
+ */
+export async function startNginx(http, { port }) {
+  const dir = tempDir('realtimed-nginx-');
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) fs.mkdirSync(path.join(dir, d));
+  const conf = `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+${http}
+}
+`;
+  fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
+  const p = launch('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;']);
+  await untilReady(p, () => canConnect({ port, host: '127.0.0.1' }), 'nginx');
+  return { ...p, dir, errors: () => fs.readFileSync(path.join(dir, 'error.log'), 'utf8') };
+}
+
 // ---------------------------------------------------------------- bench
 
 /**
