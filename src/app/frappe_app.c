@@ -36,12 +36,12 @@ static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
 static void ext_permission(sio_socket_t *s, rt_slice_t dt, rt_slice_t dn, void (*cb)(bool, void *), void *cbud,
                            void *ud)
 {
-    frappe_has_permission(ud, s, dt, dn, cb, cbud);
+    frappe_has_permission(((app_t *)ud)->frappe, s, dt, dn, cb, cbud);
 }
 
 static void ext_secret(void (*cb)(bool, rt_slice_t, void *), void *cbud, void *ud)
 {
-    frappe_read_secret(ud, cb, cbud);
+    frappe_read_secret(((app_t *)ud)->frappe, cb, cbud);
 }
 
 static void handlers_options(const app_config_t *cfg, handlers_options_t *ho)
@@ -84,9 +84,23 @@ static void cluster_resync(void *ud)
     frappe_each_viewer(app->frappe, resync_one, app);
 }
 
+/* app handlers' broadcasts reach the members on every node */
+static void cluster_message(rt_slice_t msg, void *ud)
+{
+    app_t *app = ud;
+    handlers_broadcast_in(app->handlers, msg);
+}
+
+static void handlers_bcast_out(rt_slice_t msg, void *ud)
+{
+    app_t *app = ud;
+    if (app->cluster && !cluster_send(app->cluster, msg))
+        rt_warn_rl("handlers", "Redis unavailable: a handler's broadcast reached this node's members only");
+}
+
 static void start_cluster(app_t *app)
 {
-    static const cluster_handler_t ch = {cluster_viewers, cluster_resync};
+    static const cluster_handler_t ch = {cluster_viewers, cluster_resync, cluster_message};
     app->cluster = cluster_new(app->loop, frappe_broker(app->frappe), &ch, app);
     static const frappe_presence_t fp = {presence_viewer};
     frappe_set_presence(app->frappe, &fp, app);
@@ -98,10 +112,10 @@ static int start_handlers(app_t *app)
     if (!strcmp(cfg->app_handlers, "off")) return 0;
     handlers_options_t ho;
     handlers_options(cfg, &ho);
-    static const handlers_app_t ha = {ext_permission, ext_secret};
+    static const handlers_app_t ha = {ext_permission, ext_secret, handlers_bcast_out};
     char err[512];
     handlers_t *h = NULL;
-    if (handlers_new(app->loop, app->sio, &ho, &ha, app->frappe, &h, err, sizeof err) < 0) {
+    if (handlers_new(app->loop, app->sio, &ho, &ha, app, &h, err, sizeof err) < 0) {
         fprintf(stderr, "realtimed: %s\n", err);
         return EX_CONFIG;
     }

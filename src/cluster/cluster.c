@@ -260,6 +260,30 @@ static void on_presence(rt_slice_t channel, rt_slice_t payload, void *ud)
     if (users != stack) free(users);
 }
 
+static void on_bcast(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    cluster_t *c = ud;
+    RT_UNUSED(channel);
+    const char *z = memchr(payload.p, 0, payload.n);
+    if (!z) return;
+    rt_slice_t from = rt_slice(payload.p, (size_t)(z - payload.p));
+    if (rt_slice_eq_cstr(from, c->node) || !c->h.on_message) return; /* delivered here already */
+    c->h.on_message(rt_slice(z + 1, payload.n - from.n - 1), c->ud);
+}
+
+bool cluster_send(cluster_t *c, rt_slice_t msg)
+{
+    if (!c || !broker_ready(c->b)) return false;
+    rt_buf_t *b = &c->tmp;
+    b->len = 0;
+    rt_buf_append_cstr(b, c->node);
+    rt_buf_putc(b, 0);
+    rt_buf_append_slice(b, msg);
+    const char *argv[] = {"PUBLISH", "realtimed:bcast", b->data};
+    size_t lens[] = {7, 15, b->len};
+    return command(c, NULL, 3, argv, lens);
+}
+
 static bool has_nul(rt_slice_t s) { return s.n && memchr(s.p, 0, s.n) != NULL; }
 
 bool cluster_viewer(cluster_t *c, rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, rt_slice_t sock_id,
@@ -323,6 +347,7 @@ cluster_t *cluster_new(net_loop_t *loop, broker_t *b, const cluster_handler_t *h
     rt_random_bytes(&jitter, sizeof jitter);
     net_timer_start(loop, &c->clean, CLEAN_MS + jitter % 1000); /* nodes do not clean in step */
     broker_subscribe(b, "realtimed:presence", on_presence, c);
+    broker_subscribe(b, "realtimed:bcast", on_bcast, c);
     broker_watch(b, on_broker_ready, c);
     if (broker_ready(b)) resync(c);
     rt_info("cluster", "node %s", c->node);
@@ -336,6 +361,7 @@ void cluster_free(cluster_t *c)
     net_timer_stop(&c->clean);
     broker_watch(c->b, NULL, NULL);
     broker_unsubscribe(c->b, "realtimed:presence");
+    broker_unsubscribe(c->b, "realtimed:bcast");
     if (c->ready) {
         /* leave at once rather than after the heartbeat expires */
         const char *del[] = {"DEL", c->node_key};

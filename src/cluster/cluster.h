@@ -10,6 +10,7 @@
  *   nodedocs:<id>         set of viewer keys a node has members in
  *   viewers:<nsp>\0<dt>\0<dn>  sorted set: "<node>|<socket>|<user>" scored by
  *                         the socket's connect time on Redis's clock (µs)
+ *   channel bcast         <node>\0<message>: cluster_send (app-handler broadcasts)
  *   channel presence      <nsp>\0<dt>\0<dn>\0<self>\0<member>\0<member>...:
  *                         the live members in order after a change (self:
  *                         the user whose socket changed it, "" for a cleanup)
@@ -28,6 +29,8 @@ typedef struct {
     /* Redis is (back) and this node's viewers were dropped from it: announce
      * every local viewer again with cluster_viewer(open = true). */
     void (*on_resync)(void *ud);
+    /* A message another node sent with cluster_send() (optional). */
+    void (*on_message)(rt_slice_t msg, void *ud);
 } cluster_handler_t;
 
 /* Shares the broker's links (one more channel, commands on its command
@@ -45,6 +48,10 @@ bool cluster_ready(const cluster_t *c);
  * is not ready or the names cannot travel (a NUL byte). */
 bool cluster_viewer(cluster_t *c, rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, rt_slice_t sock_id,
                     rt_slice_t user, uint64_t connected_ns, bool open, bool last);
+
+/* To every other node (channel realtimed:bcast, "<node>\0<msg>"); dropped
+ * (false) while Redis is away. App-handler broadcasts travel this way. */
+bool cluster_send(cluster_t *c, rt_slice_t msg);
 
 typedef struct {
     uint64_t changes, published_seen, resyncs, cleanups, failed;

@@ -732,16 +732,17 @@ static void bin_member(sio_socket_t *s, void *arg)
 /* {"t":"bcast","nsp","rooms"|"r","except","e","a","b"}: to the union of
  * the rooms (the whole namespace without), except one socket. Text goes
  * through the encode-once broadcast; binary (rare) is sent to each member. */
-static void host_broadcast(host_t *ho, rt_slice_t msg)
+static void broadcast(handlers_t *h, rt_slice_t msg, bool remote)
 {
-    handlers_t *h = ho->h;
     rt_buf_t nsp = {0}, ev = {0}, names = {0}, store = {0}, body = {0}, exid = {0};
     rt_slice_t rooms[64], att[SIO_MAX_ATTACHMENTS];
     if (!msg_str(msg, "nsp", &nsp) || !msg_str(msg, "e", &ev)) goto out;
+    /* other nodes' members too (the except socket is one of ours) */
+    if (!remote && h->app.bcast_out) h->app.bcast_out(msg, h->app_ud);
     sio_nsp_t *n = sio_server_find(h->srv, rt_slice(nsp.data, nsp.len));
     if (!n) goto out; /* nobody there */
     size_t nr = msg_rooms(msg, &names, rooms, 64);
-    hs_socket_t *except = msg_str(msg, "except", &exid) ? sock_get(h, rt_slice(exid.data, exid.len)) : NULL;
+    hs_socket_t *except = !remote && msg_str(msg, "except", &exid) ? sock_get(h, rt_slice(exid.data, exid.len)) : NULL;
     int natt = decode_attachments(msg, &store, att);
     if (natt < 0) goto out;
     rt_slice_t args = msg_args(msg);
@@ -793,7 +794,7 @@ static void host_message(host_t *ho, rt_slice_t msg)
         return;
     }
     if (rt_slice_eq_cstr(t, "\"bcast\"")) {
-        host_broadcast(ho, msg);
+        broadcast(h, msg, false);
         return;
     }
     if (rt_slice_eq_cstr(t, "\"secret\"")) {
@@ -1343,4 +1344,11 @@ void handlers_stats(const handlers_t *h, handlers_stats_t *out)
 {
     *out = h->stats;
     for (int k = 0; k < NHOSTS; k++) out->up[k] = h->hosts[k] && h->hosts[k]->ready;
+}
+
+void handlers_broadcast_in(handlers_t *h, rt_slice_t msg)
+{
+    rt_json_type_t type;
+    if (!h || !rt_json_valid(msg, &type) || type != RT_JSON_OBJECT) return;
+    broadcast(h, msg, true);
 }

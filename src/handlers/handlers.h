@@ -36,6 +36,9 @@ typedef struct {
     void (*permission)(sio_socket_t *s, rt_slice_t doctype, rt_slice_t docname,
                        void (*cb)(bool allowed, void *cbud), void *cbud, void *ud);
     void (*secret)(void (*cb)(bool ok, rt_slice_t value, void *cbud), void *cbud, void *ud);
+    /* A host's broadcast (a "bcast" message, valid JSON) for the other
+     * nodes' members, after it was delivered here (optional). */
+    void (*bcast_out)(rt_slice_t msg, void *ud);
 } handlers_app_t;
 
 /* Scans the bench's apps and starts a host for each language some app
@@ -49,6 +52,9 @@ int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *
 int handlers_check(const handlers_options_t *opt);
 /* Stops the hosts (they see EOF and exit; killed after 1 s) and frees. */
 void handlers_free(handlers_t *h);
+/* A broadcast another node's host made (bcast_out there): to this node's
+ * members of its rooms. */
+void handlers_broadcast_in(handlers_t *h, rt_slice_t msg);
 
 /* The application's socket events (frappe's extension callbacks; ud is the
  * handlers_t). info: {"id","nsp","installed_apps",...}, see frappe.h. */

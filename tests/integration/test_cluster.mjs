@@ -6,6 +6,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { ROOT, SAN_ENV } from '../lib/procs.mjs';
 import {
   startStack, connected, collect, quiet, SITE1, T, startRealtimed, freePort, waitFor, sleep,
 } from '../lib/frappe_helpers.mjs';
@@ -167,6 +169,40 @@ test('Redis away: presence is computed locally and clients stay connected', asyn
   await waitFor(() => av.length === 2, T);
   assert.deepEqual(av[1], viewers('ToDo', 'R-1', ['alice@x']));
   assert.ok(a.connected && b.connected);
+  a.close();
+  b.close();
+});
+
+test('--workers 2: an app handler\'s broadcast reaches members on the other worker', async () => {
+  const FIX = path.join(ROOT, 'tests/fixtures/apps');
+  const apps = { frappe: path.join(FIX, 'frappe'), fullapi: path.join(FIX, 'fullapi') };
+  const stack = await startStack({ apps, sites: [SITE1], env: SAN_ENV, args: ['--workers', '2', '--log-level', 'info'] });
+  stops.push(() => stack.stop());
+  const users = {
+    'alice@x': { user_type: 'System User', sids: ['sid-alice'], apps: ['frappe', 'fullapi'], doctypes: ['ToDo'] },
+    'bob@x': { user_type: 'System User', sids: ['sid-bob'], apps: ['frappe', 'fullapi'], doctypes: ['ToDo'] },
+  };
+  await stack.fake.config({ users });
+  await stack.rt.waitForLine(/workers serving/);
+  await waitFor(() => stack.rt.lines.filter((l) => /node host ready/.test(l)).length === 2, 15000);
+  const a = await clientOn(stack, 'A', 'sid=sid-alice');
+  const b = await clientOn(stack, 'B', 'sid=sid-bob');
+  const ack = (s, ev, ...args) => s.timeout(T).emitWithAck(ev, ...args);
+  await ack(a, 'join_room', 'team');
+  await ack(b, 'join_room', 'team');
+  const aShout = collect(a, 'shouted');
+  const bShout = collect(b, 'shouted');
+  const aRelay = collect(a, 'relayed');
+  const bRelay = collect(b, 'relayed');
+  const bOther = collect(b, 'from_other');
+  a.emit('shout', 'team', { n: 1 }); // nsp.to(room): the sender too
+  a.emit('relay', 'team', { n: 2 }); // socket.to(room): not the sender
+  a.emit('everyone_else', { n: 3 }); // socket.broadcast: the namespace but the sender
+  await waitFor(() => aShout.length === 1 && bShout.length === 1 && bRelay.length === 1 && bOther.length === 1, T);
+  assert.deepEqual(bShout, [[{ n: 1 }]]);
+  assert.deepEqual(bRelay, [[{ n: 2 }, 'alice@x']]);
+  assert.deepEqual(bOther, [[{ n: 3 }]]);
+  assert.deepEqual(await quiet(aRelay), []);
   a.close();
   b.close();
 });
