@@ -29,6 +29,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,6 +44,11 @@
 
 #define HANDOFF_MAGIC 0x4f485452u /* "RTHO" */
 #define HANDOFF_INLINE (48 * 1024)
+/* Bytes in memfds queued to one worker and not yet taken: beyond, a large
+ * handoff is refused (its connection closed). Without it a stalled worker's
+ * channel could hold hundreds of 1 MB bodies. Shared memory, set up by the
+ * master: one counter per worker. */
+#define HANDOFF_MEMFD_CAP (32 << 20)
 
 typedef struct {
     uint32_t magic;
@@ -108,6 +114,8 @@ static int send_handoff(int chan, int fd, uint32_t peer, bool unix_sock, const r
     return r < 0 ? -1 : 0;
 }
 
+static _Atomic int64_t *memfd_inflight; /* [APP_MAX_WORKERS], shared by the processes */
+
 bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
 {
     app_t *app = ud;
@@ -122,8 +130,15 @@ bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
     rt_buf_t in = {0};
     int fd = http_conn_handoff(hc, &in);
     if (fd >= 0) {
-        if (send_handoff(app->handoff_out[owner], fd, peer, unix_sock, &in) < 0)
+        bool big = in.len > HANDOFF_INLINE;
+        if (big && memfd_inflight && atomic_fetch_add(&memfd_inflight[owner], (int64_t)in.len) + (int64_t)in.len > HANDOFF_MEMFD_CAP) {
+            atomic_fetch_sub(&memfd_inflight[owner], (int64_t)in.len);
+            rt_warn_rl("workers", "worker %d has %d MiB of large requests waiting: closed one more", owner,
+                       HANDOFF_MEMFD_CAP >> 20);
+        } else if (send_handoff(app->handoff_out[owner], fd, peer, unix_sock, &in) < 0) {
+            if (big && memfd_inflight) atomic_fetch_sub(&memfd_inflight[owner], (int64_t)in.len);
             rt_warn_rl("workers", "could not hand a connection to worker %d (%s): closed it", owner, strerror(errno));
+        }
         close(fd);
     }
     rt_buf_free(&in);
@@ -198,10 +213,12 @@ static void on_handoff(net_loop_t *loop, net_io_t *io, uint32_t events)
         if (h.len && p == MAP_FAILED) {
             rt_warn_rl("workers", "cannot map a handoff: %s", strerror(errno));
             close(fds[0]);
+            if (memfd_inflight) atomic_fetch_sub(&memfd_inflight[rx->app->worker], (int64_t)h.len);
             continue;
         }
         adopt(rx, fds[0], &h, p, h.len); /* the bytes are copied */
         if (h.len) munmap(p, h.len);
+        if (memfd_inflight) atomic_fetch_sub(&memfd_inflight[rx->app->worker], (int64_t)h.len);
     }
 }
 
@@ -288,6 +305,8 @@ static void worker_child(master_t *m, int i)
 static int spawn(master_t *m, int i)
 {
     slot_t *s = &m->slot[i];
+    /* what a dead predecessor had waiting is taken by this one, uncounted */
+    if (memfd_inflight) atomic_store(&memfd_inflight[i], 0);
     pid_t pid = fork();
     if (pid < 0) {
         rt_error("workers", "cannot fork worker %d: %s", i, strerror(errno));
@@ -421,6 +440,8 @@ int app_master_main(app_t *app)
     }
     m.ready_r = pr[0];
     m.ready_w = pr[1];
+    void *shm = mmap(NULL, APP_MAX_WORKERS * sizeof *memfd_inflight, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm != MAP_FAILED) memfd_inflight = shm; /* else: no cap (cannot happen short of ENOMEM) */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -523,6 +544,10 @@ out:
     if (m.ready_r >= 0) close(m.ready_r);
     if (m.ready_w >= 0) close(m.ready_w);
     if (m.sfd >= 0) close(m.sfd);
+    if (memfd_inflight) {
+        munmap((void *)memfd_inflight, APP_MAX_WORKERS * sizeof *memfd_inflight);
+        memfd_inflight = NULL;
+    }
     for (int i = 0; i < m.n; i++)
         if (m.lfd[i] >= 0) close(m.lfd[i]);
     if (app->cfg.socketio_uds && m.lfd[0] >= 0) unlink(app->cfg.socketio_uds);

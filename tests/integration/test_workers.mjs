@@ -91,6 +91,35 @@ test('polling sessions of both workers on fresh connections: every request reach
   }
 });
 
+test('large bodies waiting for a stopped worker are capped (32 MiB), then delivered when it runs', async () => {
+  const rt = await conformance(2);
+  const sids = []; // sessions of worker 0, one POST each (Engine.IO allows one at a time)
+  while (sids.length < 120) {
+    const { sid } = JSON.parse((await request({ port: rt.port }, 'GET', eio())).body.slice(1));
+    if (sid[0] === 'A') sids.push(sid);
+  }
+  const pid = Number(rt.lines.find((l) => /worker 0 started/.test(l)).match(/pid (\d+)/)[1]);
+  const big = `4${'y'.repeat(900 * 1024)}`; // under maxPayload (1,000,000): a memfd each
+  const results = [];
+  process.kill(pid, 'SIGSTOP');
+  try {
+    for (const sid of sids) {
+      request({ port: rt.port }, 'POST', eio(`&sid=${sid}`), big)
+        .then((r) => results.push(r.body), (e) => results.push(`error ${e.code || e.message}`));
+    }
+    await waitFor(() => rt.lines.some((l) => /worker 0 has 32 MiB of large requests waiting/.test(l)), 15000);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  await waitFor(() => results.length === sids.length, 30000);
+  const ok = results.filter((r) => r === 'ok').length;
+  const refused = results.length - ok;
+  // about 35 wait in the channel (32 MiB), the ones the kernel gave worker 0
+  // itself wait in its backlog; the rest are refused
+  assert.ok(ok >= 35, `${ok} delivered`);
+  assert.ok(refused >= 1, 'some were refused beyond the cap');
+});
+
 test('one keep-alive connection carrying requests of sessions owned by different workers', async () => {
   const rt = await conformance(2);
   const sids = [];
