@@ -19,7 +19,7 @@ import re
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABEL = {"realtimed": "realtimed", "node": "Node baseline"}
+LABEL = {"realtimed": "realtimed", "node": "Node baseline", "python": "Python baseline"}
 TMPDIR = "bench/results/tmp"
 
 
@@ -46,6 +46,8 @@ def machine():
         "kernel": platform.release(),
         "memory_gib": round(mem_kb / 1048576, 1),
         "node": sh("node --version"),
+        "python": sh("/usr/bin/python3 -c 'import platform, socketio.asyncio_server, uvicorn, importlib.metadata as m; "
+                     "print(platform.python_version(), m.version(\"python-socketio\"), uvicorn.__version__)'"),
         "redis": sh("redis-server --version").split(" ")[2].replace("v=", "") if sh("redis-server --version") else "",
         "commit": head + ("-dirty" if dirty else ""),
         "realtimed_sha256": sh(f"sha256sum {TMPDIR}/realtimed 2>/dev/null").split(" ")[0][:12],
@@ -295,7 +297,7 @@ def cpu_rows(sel):
 
 
 def gnuplot(out, tmp, res, servers):
-    colors = {"realtimed": "#1f77b4", "node": "#d62728"}
+    colors = {"realtimed": "#1f77b4", "node": "#d62728", "python": "#2ca02c"}
     # latency vs room size
     lat_lines = []
     for s in servers:
@@ -383,6 +385,10 @@ def md_table(res, servers):
     if b:
         hdr += f" {LABEL.get(b, b)} | {LABEL.get(a, a)}/{LABEL.get(b, b)} | better when |"
         sep += "---:|---:|---|"
+    more = servers[2:]  # further baselines: value and realtimed/that
+    for c in more:
+        hdr += f" {LABEL.get(c, c)} | {LABEL.get(a, a)}/{LABEL.get(c, c)} |"
+        sep += "---:|---:|"
     lines = [hdr, sep]
     for key, label, unit, higher in ROWS:
         va = res[a]["metrics"].get(key)
@@ -391,6 +397,10 @@ def md_table(res, servers):
             vb = res[b]["metrics"].get(key)
             x = ratio(va, vb)
             row += f" {fmt(vb, unit)} | {'n/a' if x is None else f'{x:.3g}'} | {'higher' if higher else 'lower'} |"
+        for c in more:
+            vc = res[c]["metrics"].get(key)
+            x = ratio(va, vc)
+            row += f" {fmt(vc, unit)} | {'n/a' if x is None else f'{x:.3g}'} |"
         lines.append(row)
     return "\n".join(lines)
 
@@ -446,6 +456,8 @@ def main():
         "metrics": {s: res[s]["metrics"] for s in servers},
         "ratios": {k: ratio(res[servers[0]]["metrics"].get(k), res[servers[1]]["metrics"].get(k))
                    for k, *_ in ROWS} if len(servers) > 1 else {},
+        "ratios_more": {c: {k: ratio(res[servers[0]]["metrics"].get(k), res[c]["metrics"].get(k)) for k, *_ in ROWS}
+                        for c in servers[2:]},
         "targets": tg,
         "cpu": cpu,
         "raw": sel,
@@ -471,7 +483,7 @@ def main():
     tot_l = sum(r["loadgen_cpu_s"] for r in cpu if r["server"] == servers[0])
     tot_lu = sum(r["loadgen_user_cpu_s"] or 0 for r in cpu if r["server"] == servers[0])
     mach_line = (f"{mach['cpu_model']}, {mach['cores']} cores, {mach['memory_gib']} GiB, Linux {mach['kernel']}; "
-                 f"Node {mach['node']}, Redis {mach['redis']}; commit `{mach['commit']}` "
+                 f"Node {mach['node']}, Python/python-socketio/uvicorn {mach.get('python', '')}, Redis {mach['redis']}; commit `{mach['commit']}` "
                  f"(realtimed binary sha256 {mach['realtimed_sha256']}), {mach['date']}")
     md = f"""# Benchmark results: realtimed vs Node socket.io baseline
 

@@ -5,7 +5,7 @@
 # Method: bench/README.md.
 #
 # Environment knobs (defaults in brackets):
-#   BENCH_SERVERS       servers to measure ["realtimed node"]
+#   BENCH_SERVERS       servers to measure ["realtimed node python"]
 #   BENCH_CLIENTS       WebSocket clients [10000]
 #   BENCH_POLL_CLIENTS  polling clients [1000]
 #   BENCH_PROCS         loadgen worker processes for WebSocket sessions [2]
@@ -24,7 +24,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-SERVERS=${BENCH_SERVERS:-"realtimed node"}
+SERVERS=${BENCH_SERVERS:-"realtimed node python"}
 CLIENTS=${BENCH_CLIENTS:-10000}
 POLL_CLIENTS=${BENCH_POLL_CLIENTS:-1000}
 PROCS=${BENCH_PROCS:-2}
@@ -112,6 +112,10 @@ start_server() { # $1 = realtimed|node
         ;;
     node)
         (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU node "$ROOT/bench/baseline/server.js") \
+            >>"$TMP/$name.log" 2>&1 &
+        ;;
+    python)
+        (cd "$BENCH_ROOT" && exec taskset -c $SRV_CPU /usr/bin/python3 "$ROOT/bench/baseline/server.py") \
             >>"$TMP/$name.log" 2>&1 &
         ;;
     esac

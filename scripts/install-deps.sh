@@ -14,6 +14,7 @@ PKGS=(
   libssl-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev
   redis-server
   python3 python3-venv python3-socketio python3-websocket python3-requests python3-redis python3-pytest
+  python3-uvicorn python3-httpx python3-websockets
   chromium gnuplot-nox valgrind curl nginx-light
 )
 missing=()
