@@ -57,54 +57,86 @@ if (process.argv[2] === '--check') {
 }
 
 // ------------------------------------------------------------------ wire
-const wire = new net.Socket({ fd: Number(process.env.REALTIMED_HOST_FD || 3), readable: true, writable: true });
-let pending = [];
-let flushQueued = false;
-function send(msg) {
-  const body = Buffer.from(JSON.stringify(msg));
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32LE(body.length, 0);
-  pending.push(head, body);
-  if (!flushQueued) {
-    flushQueued = true;
-    setImmediate(flush); // one write per turn of our loop
+// One connection per realtimed process: fd 3 from the one that started us,
+// and with --workers the other workers of the machine connect to
+// REALTIMED_HOST_LISTEN (a socket in a private folder). A socket's messages
+// go to the connection it came from; the rest to the first one.
+class Wire {
+  constructor(sock, primary) {
+    this.sock = sock;
+    this.primary = primary;
+    this.pending = [];
+    this.flushQueued = false;
+    this.inbuf = Buffer.alloc(0);
+    wires.add(this);
+    sock.on('data', (chunk) => this.data(chunk));
+    const end = () => this.gone();
+    sock.on('end', end);
+    sock.on('close', end);
+    sock.on('error', end);
   }
-}
-function flush() {
-  flushQueued = false;
-  if (!pending.length) return;
-  const out = Buffer.concat(pending);
-  pending = [];
-  wire.write(out);
-}
-
-let inbuf = Buffer.alloc(0);
-wire.on('data', (chunk) => {
-  inbuf = inbuf.length ? Buffer.concat([inbuf, chunk]) : chunk;
-  let off = 0;
-  while (inbuf.length - off >= 4) {
-    const n = inbuf.readUInt32LE(off);
-    if (inbuf.length - off - 4 < n) break;
-    const text = inbuf.toString('utf8', off + 4, off + 4 + n);
-    off += 4 + n;
-    let msg;
-    try {
-      msg = JSON.parse(text);
-    } catch (e) {
-      log('error', `bad message from realtimed: ${e.message}`);
-      continue;
-    }
-    try {
-      handle(msg);
-    } catch (e) {
-      log('error', `handling '${msg.t}' failed: ${errText(e)}`);
+  send(msg) {
+    const body = Buffer.from(JSON.stringify(msg));
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(body.length, 0);
+    this.pending.push(head, body);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => this.flush()); // one write per turn of our loop
     }
   }
-  inbuf = off ? inbuf.subarray(off) : inbuf;
-});
-wire.on('end', () => process.exit(0));
-wire.on('close', () => process.exit(0));
-wire.on('error', () => process.exit(0));
+  flush() {
+    this.flushQueued = false;
+    if (!this.pending.length || !wires.has(this)) return;
+    const out = Buffer.concat(this.pending);
+    this.pending = [];
+    this.sock.write(out);
+  }
+  data(chunk) {
+    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, chunk]) : chunk;
+    let off = 0;
+    while (this.inbuf.length - off >= 4) {
+      const n = this.inbuf.readUInt32LE(off);
+      if (this.inbuf.length - off - 4 < n) break;
+      const text = this.inbuf.toString('utf8', off + 4, off + 4 + n);
+      off += 4 + n;
+      let msg;
+      try {
+        msg = JSON.parse(text);
+      } catch (e) {
+        log('error', `bad message from realtimed: ${e.message}`);
+        continue;
+      }
+      try {
+        handle(msg, this);
+      } catch (e) {
+        log('error', `handling '${msg.t}' failed: ${errText(e)}`);
+      }
+    }
+    this.inbuf = off ? this.inbuf.subarray(off) : this.inbuf;
+  }
+  gone() {
+    if (!wires.delete(this)) return;
+    if (this.primary) process.exit(0); // the realtimed that started us is gone
+    // another worker went away: its sockets with it
+    for (const [id, s] of sockets) {
+      if (s.wire !== this) continue;
+      sockets.delete(id);
+      s._gone('transport close');
+    }
+    this.sock.destroy();
+  }
+}
+const wires = new Set();
+const primaryWire = new Wire(new net.Socket({ fd: Number(process.env.REALTIMED_HOST_FD || 3), readable: true, writable: true }), true);
+const anyWire = () => primaryWire;
+const send = (msg) => anyWire().send(msg);
+const sendTo = (id, msg) => { const s = sockets.get(id); if (s) s.wire.send(msg); };
+if (process.env.REALTIMED_HOST_LISTEN) {
+  const where = process.env.REALTIMED_HOST_LISTEN;
+  try { fs.unlinkSync(where); } catch { /* not there */ }
+  net.createServer((c) => new Wire(c, false)).listen(where).on('error', (e) => log('error', `cannot listen on ${where}: ${e.message}`));
+}
 
 // ------------------------------------------------------------------ binary
 const isBinary = (v) => Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
@@ -249,7 +281,9 @@ class BroadcastOperator {
       const msg = { t: 'bcast', nsp: this.nsp.name, rooms: [...this.rooms], e: String(event), a };
       if (b) msg.b = b;
       if (this.exceptIds.size) msg.except = [...this.exceptIds][0];
-      send(msg);
+      // through the sender's realtimed (it leaves the sender out), else any
+      const from = msg.except && sockets.get(msg.except);
+      (from ? from.wire : anyWire()).send(msg);
       return true;
     }
     // The general case from the mirror: every target by name.
@@ -267,7 +301,7 @@ class BroadcastOperator {
     for (const id of targets) {
       const msg = { t: 'emit', s: id, e: String(event), a };
       if (b) msg.b = b;
-      send(msg);
+      sendTo(id, msg);
     }
     return true;
   }
@@ -370,7 +404,7 @@ class HostSocket extends EventEmitter {
     if (c && typeof fn === 'function') listenerApp.set(fn, c.app);
     if (typeof event !== 'string' || RESERVED.has(event) || event === 'error' || this._listened.has(event)) return;
     this._listened.add(event);
-    if (this.connected) send({ t: 'listen', s: this.id, add: [event] });
+    if (this.connected) this.wire.send({ t: 'listen', s: this.id, add: [event] });
   }
   on(event, fn) { this._listen(event, fn); return super.on(event, fn); }
   addListener(event, fn) { return this.on(event, fn); }
@@ -402,7 +436,7 @@ class HostSocket extends EventEmitter {
       this._acks.set(k, ack);
       msg.k = k;
     }
-    send(msg);
+    this.wire.send(msg);
     return true;
   }
   send(...args) { return this.emit('message', ...args); }
@@ -418,18 +452,18 @@ class HostSocket extends EventEmitter {
     const fresh = list.filter((r) => !this.rooms.has(r));
     for (const r of fresh) this.nsp.adapter.add(this.id, r);
     const real = fresh.filter((r) => r !== this.id);
-    if (real.length) send({ t: 'join', s: this.id, rooms: real });
+    if (real.length) this.wire.send({ t: 'join', s: this.id, rooms: real });
   }
   leave(room) {
     if (!this.connected) return;
     room = String(room);
     if (!this.rooms.has(room)) return;
     this.nsp.adapter.del(this.id, room);
-    if (room !== this.id) send({ t: 'leave', s: this.id, r: room });
+    if (room !== this.id) this.wire.send({ t: 'leave', s: this.id, r: room });
   }
   disconnect(close = false) {
     if (!this.connected) return this;
-    send({ t: 'disconnect', s: this.id, close: !!close });
+    this.wire.send({ t: 'disconnect', s: this.id, close: !!close });
     return this;
   }
 
@@ -440,7 +474,7 @@ class HostSocket extends EventEmitter {
       if (!this.connected) return;
       const id = ++reqSeq;
       waiting.set(id, { kind: 'perm', resolve });
-      send({ t: 'perm', id, s: this.id, dt: String(doctype ?? ''), dn: name ? String(name) : null });
+      this.wire.send({ t: 'perm', id, s: this.id, dt: String(doctype ?? ''), dn: name ? String(name) : null });
     });
   }
   async frappe_request(p, args = {}, opts = {}) {
@@ -465,7 +499,7 @@ class HostSocket extends EventEmitter {
         const { a, b } = deconstruct(res);
         const msg = { t: 'ack', s: this.id, k, a };
         if (b) msg.b = b;
-        send(msg);
+        this.wire.send(msg);
       });
     }
     // socket.use middlewares first, then the listeners (socket.io's order)
@@ -531,19 +565,20 @@ function readSecret() {
 }
 
 // ------------------------------------------------------------------ messages
-function handle(msg) {
+function handle(msg, wire) {
   switch (msg.t) {
     case 'hello':
       bench = msg.bench || bench;
       hostApps = new Set(msg.apps || []);
-      send({ t: 'ready', lang: 'node', pid: process.pid, node: process.version });
+      wire.send({ t: 'ready', lang: 'node', pid: process.pid, node: process.version });
       break;
     case 'ping':
-      send({ t: 'pong' });
+      wire.send({ t: 'pong' });
       break;
     case 'connect': {
       if (sockets.has(msg.s)) break;
       const s = new HostSocket(msg.s, msg.info, msg.rooms || []);
+      s.wire = wire;
       sockets.set(msg.s, s);
       // each app of the site that has handlers, in installed_apps order
       // (frappe's own are realtimed's, native)
@@ -564,7 +599,7 @@ function handle(msg) {
         if (!s.connected) break;
       }
       // realtimed holds the socket's events until now
-      send({ t: 'setup', s: s.id });
+      wire.send({ t: 'setup', s: s.id });
       break;
     }
     case 'event': {

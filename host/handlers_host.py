@@ -196,14 +196,21 @@ class Host:
         self.frappe = None
 
     # -- wire
-    def send(self, msg):
+    # One connection per realtimed process: fd 3 from the one that started
+    # us, and with --workers the other workers of the machine connect to
+    # REALTIMED_HOST_LISTEN. A message naming a socket goes to the connection
+    # the socket came from (a broadcast: its sender's); the rest to fd 3.
+    def send(self, msg, writer=None):
         """Thread-safe: frames are written from the loop."""
+        if writer is None:
+            st = self.sockets.get(msg.get("s") or msg.get("except"))
+            writer = st.writer if st is not None and st.writer is not None else self.writer
         data = json.dumps(msg, separators=(",", ":")).encode()
         frame = struct.pack("<I", len(data)) + data
         if threading.current_thread() is threading.main_thread():
-            self.writer.write(frame)
+            writer.write(frame)
         else:
-            self.loop.call_soon_threadsafe(self.writer.write, frame)
+            self.loop.call_soon_threadsafe(writer.write, frame)
 
     def request(self, msg):
         self.req_seq += 1
@@ -323,19 +330,21 @@ class Host:
             frappe.destroy()
 
     # -- messages
-    def handle(self, msg):
+    def handle(self, msg, writer=None):
         t = msg.get("t")
         if t == "hello":
-            self.bench = msg.get("bench") or self.bench
-            self.apps = msg.get("apps") or []
-            self.setup_api()
-            self.load_apps(self.apps)
-            self.send({"t": "ready", "lang": "python", "pid": os.getpid(), "python": sys.version.split()[0]})
+            if self.registry is None:  # the first realtimed to say hello: load the apps once
+                self.bench = msg.get("bench") or self.bench
+                self.apps = msg.get("apps") or []
+                self.setup_api()
+                self.load_apps(self.apps)
+            self.send({"t": "ready", "lang": "python", "pid": os.getpid(), "python": sys.version.split()[0]}, writer)
         elif t == "ping":
-            self.send({"t": "pong"})
+            self.send({"t": "pong"}, writer)
         elif t == "connect":
             info = msg.get("info") or {}
             st = SocketState(msg["s"], info)
+            st.writer = writer or self.writer
             self.sockets[st.id] = st
             for r in msg.get("rooms") or []:
                 self.room_add(st, r)
@@ -361,21 +370,46 @@ class Host:
             if st is not None:
                 (self.room_add if msg.get("j") else self.room_del)(st, msg.get("r"))
         elif t == "disconnect":
-            st = self.sockets.pop(msg.get("s"), None)
-            if st is None:
-                return
-            st.connected = False
-            for r in list(st.rooms):
-                self.room_del(st, r)
-
-            async def gone():
-                await self.run_handlers(st, "disconnect", ())
-                st.data.clear()
-            asyncio.ensure_future(gone())
+            self.gone(msg.get("s"))
         elif t in ("perm", "secret"):
             fut = self.waiting.pop(msg.get("id"), None)
             if fut is not None and not fut.done():
                 fut.set_result(bool(msg.get("ok")) if t == "perm" else (msg.get("v") if msg.get("ok") else None))
+
+    def gone(self, sid):
+        st = self.sockets.pop(sid, None)
+        if st is None:
+            return
+        st.connected = False
+        for r in list(st.rooms):
+            self.room_del(st, r)
+
+        async def gone():
+            await self.run_handlers(st, "disconnect", ())
+            st.data.clear()
+        asyncio.ensure_future(gone())
+
+    async def serve(self, reader, writer):
+        """Reads one realtimed connection until it ends."""
+        while True:
+            try:
+                head = await reader.readexactly(4)
+                body = await reader.readexactly(struct.unpack("<I", head)[0])
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            try:
+                self.handle(json.loads(body), writer)
+            except Exception:  # noqa: BLE001
+                log("error", f"handling a message failed\n{traceback.format_exc()}")
+
+    async def serve_worker(self, reader, writer):
+        """Another worker of the machine; its sockets go with its connection."""
+        try:
+            await self.serve(reader, writer)
+        finally:
+            for sid in [k for k, st in self.sockets.items() if st.writer is writer]:
+                self.gone(sid)
+            writer.close()
 
     def room_add(self, st, room):
         st.rooms.add(room)
@@ -394,16 +428,20 @@ class Host:
         fd = int(os.environ.get("REALTIMED_HOST_FD") or 3)
         sock = pysocket.socket(fileno=fd)
         reader, self.writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 26)
-        while True:
+        server = None
+        where = os.environ.get("REALTIMED_HOST_LISTEN")
+        if where:
             try:
-                head = await reader.readexactly(4)
-                body = await reader.readexactly(struct.unpack("<I", head)[0])
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
+                os.unlink(where)
+            except FileNotFoundError:
+                pass
             try:
-                self.handle(json.loads(body))
-            except Exception:  # noqa: BLE001
-                log("error", f"handling a message failed\n{traceback.format_exc()}")
+                server = await asyncio.start_unix_server(self.serve_worker, path=where, limit=1 << 26)
+            except OSError as e:
+                log("error", f"cannot listen on {where}: {e}")
+        await self.serve(reader, self.writer)  # the realtimed that started us: we end with it
+        if server is not None:
+            server.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -416,6 +454,7 @@ class SocketState:
         self.user_type = info.get("user_type") or ""
         self.installed_apps = list(info.get("installed_apps") or [])
         self.sid_cookie = info.get("sid")
+        self.writer = None  # the realtimed connection it came from
         self.rooms = set()
         self.data = {}
         self.connected = True

@@ -63,6 +63,7 @@ typedef struct {
     int handoff_in;         /* connections other workers hand to this one */
     const int *handoff_out; /* [nworkers]: where to hand a connection to worker i */
     void *workers;          /* the handoff receiver */
+    const char *share_dir;  /* private folder of the machine's handler hosts' sockets */
 } app_t;
 
 /* Fills cfg from defaults, bench files, environment and argv (in that

@@ -112,6 +112,10 @@ static int start_handlers(app_t *app)
     if (!strcmp(cfg->app_handlers, "off")) return 0;
     handlers_options_t ho;
     handlers_options(cfg, &ho);
+    if (app->worker >= 0 && app->share_dir) { /* one host per machine: worker 0 runs it */
+        ho.share_dir = app->share_dir;
+        ho.share_owner = app->worker == 0;
+    }
     static const handlers_app_t ha = {ext_permission, ext_secret, handlers_bcast_out};
     char err[512];
     handlers_t *h = NULL;

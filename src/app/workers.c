@@ -123,6 +123,15 @@ bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
     if (sid.n <= skip || memcmp(sid.p, app->cfg.node_id ? app->cfg.node_id : "", skip) != 0) return false;
     int owner = tag_index(sid.p[skip]);
     if (owner < 0 || owner >= app->nworkers || owner == app->worker) return false;
+    /* Browsers, socket.io clients and proxies never pipeline behind a
+     * polling request, nor send frames before the 101: a connection with
+     * bytes behind this request is not handed over (else a client could
+     * bounce one connection, and everything behind each request, between
+     * workers at every request). It gets "Session ID unknown" here. */
+    if (http_conn_input_after(hc)) {
+        rt_warn_rl("workers", "not handing over a request with %zu bytes pipelined behind it", http_conn_input_after(hc));
+        return false;
+    }
     net_conn_t *c = http_conn_net(hc);
     uint32_t peer = net_conn_peer_addr(c);
     bool unix_sock = net_conn_is_unix(c);
@@ -265,6 +274,7 @@ typedef struct {
     int out[APP_MAX_WORKERS], in[APP_MAX_WORKERS];
     int lfd[APP_MAX_WORKERS]; /* TCP: one SO_REUSEPORT socket per worker; Unix: lfd[0] for all */
     int ready_r, ready_w, sfd;
+    char share_dir[64];      /* 0700: the handler hosts' sockets */
     bool stopping, announced;
     int rc;
 } master_t;
@@ -289,6 +299,7 @@ static void worker_child(master_t *m, int i)
     rt_log_set_tag(tag);
     app->worker = i;
     app->ready_fd = m->ready_w;
+    app->share_dir = m->share_dir[0] ? m->share_dir : NULL;
     app->handoff_in = m->in[i];
     app->handoff_out = m->out;
     /* the master blocked these for its signalfd; app_serve makes its own */
@@ -440,6 +451,14 @@ int app_master_main(app_t *app)
     }
     m.ready_r = pr[0];
     m.ready_w = pr[1];
+    /* one handler host per machine (worker 0 starts it): its socket lives in
+     * a folder only this user can enter */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(m.share_dir, sizeof m.share_dir, "%s/realtimed-XXXXXX", tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+    if (!mkdtemp(m.share_dir)) {
+        rt_warn("workers", "cannot make a folder for the handler hosts (%s): one host per worker", strerror(errno));
+        m.share_dir[0] = 0;
+    }
     void *shm = mmap(NULL, APP_MAX_WORKERS * sizeof *memfd_inflight, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm != MAP_FAILED) memfd_inflight = shm; /* else: no cap (cannot happen short of ENOMEM) */
     sigset_t mask;
@@ -544,6 +563,14 @@ out:
     if (m.ready_r >= 0) close(m.ready_r);
     if (m.ready_w >= 0) close(m.ready_w);
     if (m.sfd >= 0) close(m.sfd);
+    if (m.share_dir[0]) {
+        for (const char *f = "node.sock\0python.sock\0"; *f; f += strlen(f) + 1) {
+            char path[96];
+            snprintf(path, sizeof path, "%s/%s", m.share_dir, f);
+            unlink(path);
+        }
+        rmdir(m.share_dir);
+    }
     if (memfd_inflight) {
         munmap((void *)memfd_inflight, APP_MAX_WORKERS * sizeof *memfd_inflight);
         memfd_inflight = NULL;

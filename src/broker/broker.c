@@ -681,3 +681,5 @@ void broker_flush(broker_t *b)
 {
     if (b->cmd.ac) redisAsyncHandleWrite(b->cmd.ac); /* non-blocking: what the socket takes now */
 }
+
+int broker_db(const broker_t *b) { return b->url.db; }

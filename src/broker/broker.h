@@ -69,6 +69,8 @@ bool broker_command(broker_t *b, broker_reply_cb cb, void *ud, int argc, const c
 /* Writes the command link's queued commands now, as far as the socket
  * takes them (before a shutdown frees the broker without another turn). */
 void broker_flush(broker_t *b);
+/* The database number of the URL (keys are per database, channels are not). */
+int broker_db(const broker_t *b);
 
 typedef struct {
     uint64_t messages, reconnects, dropped_publishes;

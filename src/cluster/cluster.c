@@ -22,7 +22,7 @@
 /* publish_list(key, head): the live members of key in order, published
  * after head on realtimed:presence. */
 #define LUA_PUBLISH_LIST                                                                                    \
-    "local function publish_list(key, head)\n"                                                             \
+    "local function publish_list(key, head, channel)\n"                                                    \
     "  local out, alive = {}, {}\n"                                                                        \
     "  for _, v in ipairs(redis.call('ZRANGE', key, 0, -1)) do\n"                                          \
     "    local node = string.match(v, '^([^|]*)|')\n"                                                      \
@@ -31,12 +31,12 @@
     "      if alive[node] then out[#out + 1] = v end\n"                                                    \
     "    end\n"                                                                                            \
     "  end\n"                                                                                              \
-    "  redis.call('PUBLISH', 'realtimed:presence', head .. table.concat(out, '\\0'))\n"                     \
+    "  redis.call('PUBLISH', channel, head .. table.concat(out, '\\0'))\n"                                  \
     "  return #out\n"                                                                                      \
     "end\n"
 
 /* KEYS: viewers key, nodedocs:<node>, nodes. ARGV: op (+, -, -last),
- * member, score, head, node. */
+ * member, score, head, node, presence channel. */
 static const char lua_view[] = LUA_PUBLISH_LIST
     "if ARGV[1] == '+' then\n"
     "  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])\n"
@@ -46,11 +46,18 @@ static const char lua_view[] = LUA_PUBLISH_LIST
     "  redis.call('ZREM', KEYS[1], ARGV[2])\n"
     "  if ARGV[1] == '-last' then redis.call('SREM', KEYS[2], KEYS[1]) end\n"
     "end\n"
-    "return publish_list(KEYS[1], ARGV[4])\n";
+    "return publish_list(KEYS[1], ARGV[4], ARGV[6])\n";
 
-/* KEYS: nodes. ARGV: a node (its own clean-up) or "" (every dead node).
+/* KEYS: nodes. ARGV: a node (its own clean-up) or "" (every dead node),
+ * the presence channel.
  * A viewers key is "realtimed:viewers:" (18 bytes) .. nsp\0dt\0dn; its
  * head is that suffix, then self "" . */
+/* KEYS: node:<id>. ARGV: ttl ms. The old value: nil when the key had
+ * expired (SET ... GET needs Redis 6.2; this works from 2.6). */
+static const char lua_beat[] = "local old = redis.call('GET', KEYS[1])\n"
+                               "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
+                               "return old\n";
+
 static const char lua_clean[] = LUA_PUBLISH_LIST
     "local nodes\n"
     "if ARGV[1] ~= '' then nodes = {ARGV[1]} else nodes = redis.call('SMEMBERS', KEYS[1]) end\n"
@@ -64,7 +71,7 @@ static const char lua_clean[] = LUA_PUBLISH_LIST
     "      for _, v in ipairs(redis.call('ZRANGE', key, 0, -1)) do\n"
     "        if string.sub(v, 1, #prefix) == prefix then redis.call('ZREM', key, v); changed = true end\n"
     "      end\n"
-    "      if changed then publish_list(key, string.sub(key, 19) .. '\\0\\0') end\n"
+    "      if changed then publish_list(key, string.sub(key, 19) .. '\\0\\0', ARGV[2]) end\n"
     "    end\n"
     "    redis.call('DEL', nd)\n"
     "    if ARGV[1] == '' then redis.call('SREM', KEYS[1], node) end\n"
@@ -81,6 +88,7 @@ struct cluster {
     char node[17];
     char node_key[40];
     char nodedocs_key[48];
+    char ch_presence[48], ch_bcast[48]; /* per Redis database: channels are server-wide */
     bool ready;     /* resync done: presence goes through Redis */
     bool syncing;   /* a resync is under way */
     bool freed;     /* cluster_free ran; freed when the last reply is in */
@@ -149,8 +157,8 @@ static void on_heartbeat(cluster_t *c, redisReply *r)
 
 static void send_heartbeat(cluster_t *c)
 {
-    const char *argv[] = {"SET", c->node_key, "1", "PX", NODE_TTL_MS, "GET"};
-    command(c, on_heartbeat, 6, argv, NULL);
+    const char *argv[] = {"EVAL", lua_beat, "1", c->node_key, NODE_TTL_MS};
+    command(c, on_heartbeat, 5, argv, NULL);
 }
 
 static void heartbeat_cb(net_loop_t *loop, net_timer_t *t)
@@ -172,8 +180,8 @@ static void clean_cb(net_loop_t *loop, net_timer_t *t)
 {
     cluster_t *c = rt_container_of(t, cluster_t, clean);
     if (c->ready) {
-        const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", ""};
-        command(c, on_clean, 5, argv, NULL);
+        const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", "", c->ch_presence};
+        command(c, on_clean, 6, argv, NULL);
     }
     net_timer_start(loop, t, CLEAN_MS);
 }
@@ -197,8 +205,8 @@ static void on_time(cluster_t *c, redisReply *r)
     }
     int64_t us = strtoll(r->element[0]->str, NULL, 10) * 1000000 + strtoll(r->element[1]->str, NULL, 10);
     c->offset_us = us - (int64_t)(rt_now_ns() / 1000);
-    const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", c->node};
-    if (!command(c, on_self_clean, 5, argv, NULL)) c->syncing = false;
+    const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", c->node, c->ch_presence};
+    if (!command(c, on_self_clean, 6, argv, NULL)) c->syncing = false;
 }
 
 static void resync(cluster_t *c)
@@ -279,8 +287,8 @@ bool cluster_send(cluster_t *c, rt_slice_t msg)
     rt_buf_append_cstr(b, c->node);
     rt_buf_putc(b, 0);
     rt_buf_append_slice(b, msg);
-    const char *argv[] = {"PUBLISH", "realtimed:bcast", b->data};
-    size_t lens[] = {7, 15, b->len};
+    const char *argv[] = {"PUBLISH", c->ch_bcast, b->data};
+    size_t lens[] = {7, strlen(c->ch_bcast), b->len};
     return command(c, NULL, 3, argv, lens);
 }
 
@@ -318,10 +326,10 @@ bool cluster_viewer(cluster_t *c, rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, 
     size_t score_len = b->len - score0;
     const char *op = open ? "+" : last ? "-last" : "-";
     const char *argv[] = {"EVAL", lua_view, "3", b->data + key0, c->nodedocs_key, "realtimed:nodes", op,
-                          b->data + member0, b->data + score0, b->data + head0, c->node};
+                          b->data + member0, b->data + score0, b->data + head0, c->node, c->ch_presence};
     size_t lens[] = {4, sizeof lua_view - 1, 1, key_len, strlen(c->nodedocs_key), 15, strlen(op), member_len,
-                     score_len, head_len, strlen(c->node)};
-    if (!command(c, NULL, 11, argv, lens)) return false;
+                     score_len, head_len, strlen(c->node), strlen(c->ch_presence)};
+    if (!command(c, NULL, 12, argv, lens)) return false;
     c->stats.changes++;
     return true;
 }
@@ -346,8 +354,13 @@ cluster_t *cluster_new(net_loop_t *loop, broker_t *b, const cluster_handler_t *h
     unsigned jitter;
     rt_random_bytes(&jitter, sizeof jitter);
     net_timer_start(loop, &c->clean, CLEAN_MS + jitter % 1000); /* nodes do not clean in step */
-    broker_subscribe(b, "realtimed:presence", on_presence, c);
-    broker_subscribe(b, "realtimed:bcast", on_bcast, c);
+    /* Redis's channels are shared by its databases, keys are not: benches
+     * on one Redis with different db numbers must not hear each other */
+    int db = broker_db(b);
+    snprintf(c->ch_presence, sizeof c->ch_presence, db ? "realtimed:presence:%d" : "realtimed:presence", db);
+    snprintf(c->ch_bcast, sizeof c->ch_bcast, db ? "realtimed:bcast:%d" : "realtimed:bcast", db);
+    broker_subscribe(b, c->ch_presence, on_presence, c);
+    broker_subscribe(b, c->ch_bcast, on_bcast, c);
     broker_watch(b, on_broker_ready, c);
     if (broker_ready(b)) resync(c);
     rt_info("cluster", "node %s", c->node);
@@ -360,14 +373,16 @@ void cluster_free(cluster_t *c)
     net_timer_stop(&c->heartbeat);
     net_timer_stop(&c->clean);
     broker_watch(c->b, NULL, NULL);
-    broker_unsubscribe(c->b, "realtimed:presence");
-    broker_unsubscribe(c->b, "realtimed:bcast");
+    broker_unsubscribe(c->b, c->ch_presence);
+    broker_unsubscribe(c->b, c->ch_bcast);
     if (c->ready) {
         /* leave at once rather than after the heartbeat expires */
         const char *del[] = {"DEL", c->node_key};
         command(c, NULL, 2, del, NULL);
-        const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", c->node};
-        command(c, NULL, 5, argv, NULL);
+        const char *argv[] = {"EVAL", lua_clean, "1", "realtimed:nodes", c->node, c->ch_presence};
+        command(c, NULL, 6, argv, NULL);
+        const char *srem[] = {"SREM", "realtimed:nodes", c->node};
+        command(c, NULL, 3, srem, NULL);
         broker_flush(c->b); /* the process may be about to exit */
     }
     c->ready = false;

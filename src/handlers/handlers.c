@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -89,6 +90,9 @@ struct handlers_host {
     uint64_t started_ms;
     bool ready;
     bool stopping;
+    bool remote;          /* another worker's host, reached at share_path */
+    bool was_connected;   /* remote: it answered once (else its absence is quiet) */
+    char share_path[108]; /* <share_dir>/<lang>.sock, or "" */
 };
 
 struct handlers {
@@ -891,6 +895,16 @@ static void host_restart_later(host_t *ho, const char *why)
     host_stop_process(ho, true);
     if (ho->stopping) return;
     h->stats.restarts++;
+    if (ho->remote) {
+        /* the owner restarts it; we try again until it listens */
+        if (ho->was_connected)
+            rt_warn("handlers", "the machine's %s host %s: clients stay connected; reconnecting", host_lang[ho->lang], why);
+        else
+            rt_debug("handlers", "the machine's %s host is not there yet (%s): retrying", host_lang[ho->lang], why);
+        ho->was_connected = false;
+        net_timer_start(h->loop, &ho->restart_timer, 200);
+        return;
+    }
     /* A host that lived 30 s was healthy: start over from the shortest delay. */
     if (net_loop_now(h->loop) - ho->started_ms > 30000) ho->backoff_ms = 100;
     rt_warn("handlers", "the %s host %s: clients stay connected; restarting it in %u ms", host_lang[ho->lang], why,
@@ -1026,9 +1040,45 @@ static void host_stop_process(host_t *ho, bool now)
     }
 }
 
+static void host_greet(host_t *ho);
+
+/* Another worker's host: connect to it. */
+static void host_connect(host_t *ho)
+{
+    handlers_t *h = ho->h;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ho->share_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        host_restart_later(ho, "could not get a socket");
+        return;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "connect %s: %s", ho->share_path, strerror(errno));
+        close(fd);
+        host_restart_later(ho, why);
+        return;
+    }
+    ho->started_ms = net_loop_now(h->loop);
+    ho->missed_pings = 0;
+    ho->io.fd = fd;
+    ho->io.events = 0;
+    ho->io.cb = host_io_cb;
+    if (net_io_set(h->loop, &ho->io, NET_READ) < 0) {
+        host_restart_later(ho, "could not be watched");
+        return;
+    }
+    host_greet(ho);
+}
+
 static void host_start(host_t *ho)
 {
     handlers_t *h = ho->h;
+    if (ho->remote) {
+        host_connect(ho);
+        return;
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         host_restart_later(ho, "could not get a socket pair");
@@ -1053,6 +1103,8 @@ static void host_start(host_t *ho)
         sigprocmask(SIG_SETMASK, &none, NULL);
         setenv("REALTIMED_HOST_FD", "3", 1);
         setenv("REALTIMED_BENCH", h->bench, 1);
+        if (ho->share_path[0]) setenv("REALTIMED_HOST_LISTEN", ho->share_path, 1);
+        else unsetenv("REALTIMED_HOST_LISTEN");
         if (chdir(h->bench) < 0) _exit(127);
         execv(ho->argv[0], ho->argv);
         fprintf(stderr, "realtimed: cannot run %s: %s\n", ho->argv[0], strerror(errno));
@@ -1075,7 +1127,13 @@ static void host_start(host_t *ho)
         return;
     }
     if (ho->pidio.fd < 0) rt_warn("handlers", "pidfd_open failed (%s): host exits are seen as EOF only", strerror(errno));
-    /* hello, then every current socket with its rooms */
+    host_greet(ho);
+}
+
+/* hello, then every current socket with its rooms */
+static void host_greet(host_t *ho)
+{
+    handlers_t *h = ho->h;
     rt_buf_t *b = &h->tmp;
     b->len = 0;
     rt_buf_append_cstr(b, "{\"t\":\"hello\",\"version\":\"" REALTIMED_VERSION "\",\"bench\":");
@@ -1098,7 +1156,8 @@ static void host_start(host_t *ho)
         send_connect(ho, hs);
         replayed++;
     }
-    if (replayed) rt_notice("handlers", "%s host (pid %d): replayed %zu sockets", host_lang[ho->lang], (int)pid, replayed);
+    if (replayed && ho->remote) rt_notice("handlers", "%s host (the machine's): replayed %zu sockets", host_lang[ho->lang], replayed);
+    else if (replayed) rt_notice("handlers", "%s host (pid %d): replayed %zu sockets", host_lang[ho->lang], (int)ho->pid, replayed);
     net_timer_start(h->loop, &ho->ping_timer, h->opt.ping_ms);
 }
 
@@ -1264,8 +1323,13 @@ int handlers_new(net_loop_t *loop, sio_server_t *srv, const handlers_options_t *
     rt_list_init(&h->reqs);
     for (int k = 0; k < NHOSTS; k++) {
         if (!p.napps[k]) continue;
-        h->hosts[k] = host_new(h, k, p.apps[k], p.napps[k], p.bin[k], p.script[k]);
-        rt_notice("handlers", "starting the %s host (%s) for %zu app(s)", host_lang[k], p.bin[k], p.napps[k]);
+        host_t *ho = h->hosts[k] = host_new(h, k, p.apps[k], p.napps[k], p.bin[k], p.script[k]);
+        if (opt->share_dir) {
+            snprintf(ho->share_path, sizeof ho->share_path, "%s/%s.sock", opt->share_dir, host_lang[k]);
+            ho->remote = !opt->share_owner;
+        }
+        if (ho->remote) rt_info("handlers", "using the machine's %s host at %s", host_lang[k], ho->share_path);
+        else rt_notice("handlers", "starting the %s host (%s) for %zu app(s)", host_lang[k], p.bin[k], p.napps[k]);
         p.apps[k] = NULL;
         p.napps[k] = 0;
     }

@@ -27,6 +27,12 @@ typedef struct {
     size_t max_queue;      /* bytes queued to a host beyond which messages are dropped (16 MiB) */
     size_t max_frame;      /* largest message accepted from a host (4 MiB) */
     unsigned ping_ms;      /* liveness check (5000); no answer for 3 periods restarts the host */
+    /* One host per machine for --workers: the owner (worker 0) starts the
+     * hosts and has them listen on <share_dir>/<lang>.sock as well; the
+     * other workers connect there (and again, replaying their sockets,
+     * whenever that connection ends). NULL: this process has its own. */
+    const char *share_dir;
+    bool share_owner;
 } handlers_options_t;
 void handlers_options_default(handlers_options_t *o);
 

@@ -37,6 +37,7 @@ struct http_conn {
     size_t last_len;    /* parser resume hint */
     char *origin;       /* Origin of the request being answered (CORS), or NULL */
     const char *raw, *raw_end; /* during dispatch: this request's bytes and all read after it */
+    const char *req_end;       /* during dispatch: where this request ends */
     void (*on_abort)(http_conn_t *hc, void *ud);
     void *abort_ud;
 };
@@ -227,6 +228,11 @@ void http_request_peer(const http_request_t *req, char *out, size_t n)
     if (req->conn) net_conn_peer(req->conn, out, n);
 }
 
+size_t http_conn_input_after(const http_conn_t *hc)
+{
+    return hc->raw ? (size_t)(hc->raw_end - hc->req_end) : 0;
+}
+
 int http_conn_handoff(http_conn_t *hc, rt_buf_t *input)
 {
     if (!hc->raw) return -1; /* not inside the handler's call */
@@ -350,6 +356,7 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         hc->raw = data + done;
         hc->raw_end = data + len;
         done += (size_t)r + body_len;
+        hc->req_end = data + done;
         req.conn = c;
         dispatch(hc, &req, body);
         /* Upgraded or handed off: hc is freed and the rest goes to the new

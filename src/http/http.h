@@ -71,6 +71,9 @@ net_conn_t *http_conn_upgrade(http_conn_t *hc);
  * to input and returns the descriptor (see net_conn_detach), or -1 if the
  * connection could not be handed over (it is closed). hc is freed. */
 int http_conn_handoff(http_conn_t *hc, rt_buf_t *input);
+/* During a handler's call: bytes already read behind this request
+ * (pipelined). */
+size_t http_conn_input_after(const http_conn_t *hc);
 net_conn_t *http_conn_net(const http_conn_t *hc);
 http_server_t *http_conn_server(const http_conn_t *hc);
 

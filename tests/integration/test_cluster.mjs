@@ -173,7 +173,7 @@ test('Redis away: presence is computed locally and clients stay connected', asyn
   b.close();
 });
 
-test('--workers 2: an app handler\'s broadcast reaches members on the other worker', async () => {
+test('--workers 2: one handler host for both workers; its broadcasts reach members on the other worker', async () => {
   const FIX = path.join(ROOT, 'tests/fixtures/apps');
   const apps = { frappe: path.join(FIX, 'frappe'), fullapi: path.join(FIX, 'fullapi') };
   const stack = await startStack({ apps, sites: [SITE1], env: SAN_ENV, args: ['--workers', '2', '--log-level', 'info'] });
@@ -203,6 +203,42 @@ test('--workers 2: an app handler\'s broadcast reaches members on the other work
   assert.deepEqual(bRelay, [[{ n: 2 }, 'alice@x']]);
   assert.deepEqual(bOther, [[{ n: 3 }]]);
   assert.deepEqual(await quiet(aRelay), []);
+  // one host for the machine: its room index has both workers' sockets
+  const hosts = () => execFileSync('pgrep', ['-f', 'handlers-host.js'], { encoding: 'utf8' }).trim().split('\n')
+    .map(Number).filter((p) => children(stack.rt.proc.pid).some((w) => children(w).includes(p)));
+  assert.equal(hosts().length, 1);
+  assert.deepEqual((await ack(a, 'members', 'team')).sort(), [a.id, b.id].sort());
+  assert.deepEqual((await ack(b, 'members', 'team')).sort(), [a.id, b.id].sort());
+  // the host dies: worker 0 restarts it, both workers replay their sockets
+  const [host] = hosts();
+  process.kill(host, 'SIGKILL');
+  await waitFor(async () => {
+    const h = hosts();
+    if (h.length !== 1 || h[0] === host) return false;
+    try {
+      return (await ack(b, 'members', 'team')).length === 2;
+    } catch { return false; }
+  }, 15000, 200);
+  assert.deepEqual((await ack(a, 'members', 'team')).sort(), [a.id, b.id].sort());
+  a.close();
+  b.close();
+});
+
+test('benches on one Redis with different databases do not share presence', async () => {
+  const one = await startStack({ args: ['--log-level', 'info'] });
+  stops.push(() => one.stop());
+  const two = await startStack({ redis: one.redis, common: { redis_queue: `${one.redis.url}/2` }, args: ['--log-level', 'info'] });
+  stops.push(() => two.stop());
+  await waitFor(async () => (await one.redis.command('PUBSUB', 'NUMSUB', 'realtimed:presence'))[1] === 1 &&
+    (await one.redis.command('PUBSUB', 'NUMSUB', 'realtimed:presence:2'))[1] === 1, 10000);
+  const a = await connected(one.client({ cookie: 'sid=sid-alice' }));
+  const b = await connected(two.client({ cookie: 'sid=sid-bob' }));
+  const av = collect(a, 'doc_viewers');
+  const bv = collect(b, 'doc_viewers');
+  await open(a, 'ToDo', 'DB-1');
+  await open(b, 'ToDo', 'DB-1');
+  assert.deepEqual(await quiet(av, 500), []);
+  assert.deepEqual(await quiet(bv, 500), []);
   a.close();
   b.close();
 });

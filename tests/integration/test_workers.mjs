@@ -120,6 +120,36 @@ test('large bodies waiting for a stopped worker are capped (32 MiB), then delive
   assert.ok(refused >= 1, 'some were refused beyond the cap');
 });
 
+test('requests pipelined behind one another are not bounced between workers', async () => {
+  const rt = await conformance(2);
+  // a connection whose handshake tells which worker accepted it
+  {
+    const sock = net.connect(rt.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let buf = '';
+    sock.on('data', (d) => { buf += d.toString('latin1'); });
+    sock.write(`GET ${eio()} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor(() => /\r\n\r\n0\{/.test(buf) && buf.includes('}'), 5000);
+    const here = buf.match(/"sid":"(.)/)[1];
+    // two sessions of the other worker
+    const other = [];
+    while (other.length < 2) {
+      const { sid } = JSON.parse((await request({ port: rt.port }, 'GET', eio())).body.slice(1));
+      if (sid[0] !== here) other.push(sid);
+    }
+    buf = '';
+    const post = (sid, body) => `POST ${eio(`&sid=${sid}`)} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    sock.write(post(other[0], '4one') + post(other[1], '4two')); // one write: pipelined
+    await waitFor(() => (buf.match(/HTTP\/1\.1 /g) || []).length >= 2, 5000);
+    const statuses = [...buf.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+    // the first has bytes behind it: answered here, unknown; the last is handed over
+    assert.deepEqual(statuses, ['400', '200']);
+    assert.match(buf, /Session ID unknown/);
+    sock.destroy();
+    assert.ok(rt.lines.some((l) => /not handing over a request with \d+ bytes pipelined behind it/.test(l)));
+  }
+});
+
 test('one keep-alive connection carrying requests of sessions owned by different workers', async () => {
   const rt = await conformance(2);
   const sids = [];
