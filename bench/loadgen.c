@@ -73,6 +73,7 @@ static struct {
     int redis_port;
     int server_pid;
     bool server_tree; /* --server-tree: count the pid's descendants too */
+    bool idle_only;   /* --idle-only: ws session without the latency and fan-out phases */
     int procs;
     int src; /* last octet of the first source address */
     int clients;
@@ -887,6 +888,35 @@ static uint64_t loadgen_cpu_ns(void)
     return s;
 }
 
+/* The kernel's share: TCP socket buffers (pages, /proc/net/sockstat) and
+ * slab memory (socket structs, dentries...), machine-wide. */
+static long sockstat_tcp_mem_pages(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    while (fgets(line, sizeof line, f)) {
+        char *m = strncmp(line, "TCP:", 4) == 0 ? strstr(line, " mem ") : NULL;
+        if (m) v = strtol(m + 5, NULL, 10);
+    }
+    fclose(f);
+    return v;
+}
+
+static long meminfo_kb(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':') v = strtol(line + kl + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
 static long status_kb(int pid, const char *key)
 {
     char path[64], line[256];
@@ -1443,7 +1473,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen ws|storm|poll --port N --server-pid PID [--host 127.0.0.1] [--site S]\n"
             "       [--redis-port N] [--procs 3] [--src 2] [--clients N] [--window 256]\n"
-            "       [--scale 1.0] [--aux name:pid,...] [--batch-us 200] [--server-tree]\n");
+            "       [--scale 1.0] [--aux name:pid,...] [--batch-us 200] [--server-tree] [--idle-only]\n");
     exit(2);
 }
 
@@ -1454,7 +1484,8 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         {"port", 1, 0, 'p'},   {"host", 1, 0, 'H'},    {"site", 1, 0, 's'},   {"redis-port", 1, 0, 'r'},
         {"server-pid", 1, 0, 'P'}, {"procs", 1, 0, 'n'}, {"src", 1, 0, 'S'}, {"clients", 1, 0, 'c'},
-        {"window", 1, 0, 'w'}, {"scale", 1, 0, 'x'},   {"aux", 1, 0, 'a'},    {"batch-us", 1, 0, 'b'}, {"server-tree", 0, 0, 'T'}, {0, 0, 0, 0}};
+        {"window", 1, 0, 'w'}, {"scale", 1, 0, 'x'},   {"aux", 1, 0, 'a'},    {"batch-us", 1, 0, 'b'}, {"server-tree", 0, 0, 'T'},
+        {"idle-only", 0, 0, 'I'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1465,6 +1496,7 @@ int main(int argc, char **argv)
         case 'r': cfg.redis_port = atoi(optarg); break;
         case 'P': cfg.server_pid = atoi(optarg); break;
         case 'T': cfg.server_tree = true; break;
+        case 'I': cfg.idle_only = true; break;
         case 'n': cfg.procs = atoi(optarg); break;
         case 'S': cfg.src = atoi(optarg); break;
         case 'c': cfg.clients = atoi(optarg); break;
@@ -1510,15 +1542,19 @@ int main(int argc, char **argv)
     jnum("server_hwm_kb_start", (double)server_kb("VmHWM"));
     jnum("server_rss_anon_kb_start", (double)server_kb("RssAnon"));
     jnum("server_rss_file_kb_start", (double)server_kb("RssFile"));
+    jnum("kernel_slab_kb_start", (double)meminfo_kb("Slab"));
+    jnum("kernel_tcp_mem_pages_start", (double)sockstat_tcp_mem_pages());
 
     if (!strcmp(cfg.mode, "ws")) {
         redis_open();
         int small = cfg.clients < 1000 ? cfg.clients : 1000;
         bool ok = phase_connect("connect_1k", small, T_WS, true, false, 2000);
         if (ok) ok = phase_connect("connect_10k", cfg.clients, T_WS, true, false, 2000);
+        jnum("kernel_slab_kb_connected", (double)meminfo_kb("Slab"));
+        jnum("kernel_tcp_mem_pages_connected", (double)sockstat_tcp_mem_pages());
         uint64_t r1k = SUM(ready_r1k), r10k = SUM(ready_r10k);
         int nready = (int)SUM(ready);
-        if (ok && nready > 0) {
+        if (ok && nready > 0 && !cfg.idle_only) {
             char room1[160];
             snprintf(room1, sizeof room1, "user:bs%%u@bench");
             phase_latency("latency_1", room1, 1, nready < cfg.clients ? nready : cfg.clients, 1000, 3);
