@@ -10,5 +10,6 @@ void frappe_app_release(app_t *app); /* after it */
 int frappe_check_config(const app_config_t *cfg);
 /* `realtimed publish ...` */
 int app_publish_main(int argc, char **argv);
+int app_setup_bench_main(int argc, char **argv); /* `realtimed setup-bench ...` (setup_bench.c) */
 
 #endif

@@ -33,6 +33,7 @@ static void on_signal(net_loop_t *loop, net_io_t *io, uint32_t events)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "publish")) return app_publish_main(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "setup-bench")) return app_setup_bench_main(argc - 1, argv + 1);
 
     app_t app = {.worker = -1, .nworkers = 1, .listen_fd = -1, .ready_fd = -1, .handoff_in = -1};
     bool exit_now, check_only;
