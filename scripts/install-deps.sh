@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything realtimed needs to build, run, test and benchmark:
 # Debian packages (compilers, libraries, redis-server, python test clients,
-# chromium, gnuplot) and the npm packages of the test/bench folders.
+# chromium, gnuplot, supervisor) and the npm packages of the test/bench folders.
 # Idempotent: a second run with everything present does almost nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ PKGS=(
   python3 python3-venv python3-socketio python3-websocket python3-requests python3-redis python3-pytest
   python3-uvicorn python3-httpx python3-websockets
   chromium gnuplot-nox valgrind curl nginx-light
+  supervisor
 )
 missing=()
 # Node.js 18+ with npm: use what is there (nodesource or Debian), else Debian's.
@@ -35,6 +36,10 @@ fi
 # left alone.
 if [[ " ${missing[*]:-} " == *" redis-server "* ]] && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+# The same for supervisor: the setup-bench test runs a supervisord of its own.
+if [[ " ${missing[*]:-} " == *" supervisor "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now supervisor >/dev/null 2>&1 || true
 fi
 
 # npm packages for the integration tests, the browser test and the baseline.
