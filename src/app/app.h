@@ -40,6 +40,13 @@ typedef struct {
     char *host_dir;
     char *node_id;   /* sid prefix naming this machine, or NULL */
     char *workers;   /* "auto" or 1..APP_MAX_WORKERS; app_workers_count() */
+    char *metrics_listen; /* [host:]port of a separate /metrics listener, or NULL */
+    char *config;         /* --config FILE */
+    char *log_format;     /* text | json */
+    char *log_file;       /* NULL: stderr */
+    int drain_timeout;    /* ms */
+    char *uds_mode;       /* octal, for socketio_uds */
+    bool probe;           /* --check-config --probe */
     bool conformance;
 } app_config_t;
 
@@ -64,7 +71,27 @@ typedef struct {
     const int *handoff_out; /* [nworkers]: where to hand a connection to worker i */
     void *workers;          /* the handoff receiver */
     const char *share_dir;  /* private folder of the machine's handler hosts' sockets */
+    void *metrics;          /* /metrics, /health, /ready (metrics.c) */
+    void *metrics_slots;    /* --workers: every worker's counters, shared (metrics.c) */
+    bool draining;          /* SIGTERM received: /ready says so */
+    int argc;               /* the command line, read again by SIGHUP */
+    char **argv;
 } app_t;
+
+/* ---- the service manager (notify.c): sd_notify's protocol ---- */
+void app_notify(const char *msg);  /* "READY=1", "STOPPING=1", ... (no-op without NOTIFY_SOCKET) */
+uint64_t app_watchdog_ms(void);    /* WATCHDOG_USEC for this process, in ms, or 0 */
+
+/* ---- /metrics, /health, /ready (metrics.c) ---- */
+typedef struct metrics_snap metrics_snap_t;
+typedef struct metrics metrics_t;
+/* The master's shared mapping of nworkers slots (before forking), or NULL. */
+void *metrics_slots_new(int nworkers);
+int metrics_start(app_t *app, char *err, size_t errlen);
+void metrics_stop(app_t *app); /* closes the separate listener */
+void metrics_free(app_t *app);
+/* "[host:]port" (host may be "[v6]"); -1 if malformed. */
+int app_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* Fills cfg from defaults, bench files, environment and argv (in that
  * order). Returns 0, or an exit code (0 printed --help/--version: *exit_now
@@ -72,6 +99,11 @@ typedef struct {
 int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only);
 void app_config_print(const app_config_t *cfg, FILE *out);
 void app_config_free(app_config_t *cfg);
+/* SIGHUP: fn for each setting whose value differs between a and b (live:
+ * applied without a restart); then the live ones are copied into dst. */
+void app_config_changes(const app_config_t *a, const app_config_t *b,
+                        void (*fn)(const char *key, bool live, void *ud), void *ud);
+void app_config_take_live(app_config_t *dst, const app_config_t *src);
 /* The Engine.IO and Socket.IO options of every application, from the
  * configuration and the worker's place (sid ownership, shares of limits). */
 void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so);
@@ -79,6 +111,13 @@ void app_usage(FILE *out);
 void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 
 int conformance_start(app_t *app);
+
+/* ---- signals (main.c) ---- */
+#include <signal.h>
+void app_signal_mask(sigset_t *mask); /* TERM, INT, HUP, USR1, USR2: handled, never fatal */
+/* SIGHUP: reads the files again, applies the live settings, names the others. */
+void app_reload(app_t *app);
+void app_reopen_log(app_t *app); /* --log-file after a rotation */
 
 /* ---- --workers (workers.c) ----
  * With more than one worker the first process is a master: it binds the
@@ -88,6 +127,7 @@ int conformance_start(app_t *app);
  * request or upgrade for a session another worker owns (the sid's first
  * character names the worker) is handed to it with the bytes already read. */
 int app_workers_count(const app_config_t *cfg); /* -1 if the value is invalid */
+unsigned app_uds_mode(const app_config_t *cfg);  /* uds_mode as a number (validated) */
 int app_master_main(app_t *app);  /* returns the exit code */
 int app_serve(app_t *app);        /* main.c: one server, alone or as a worker */
 /* In a worker: starts receiving handed-off connections / stops. */

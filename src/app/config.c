@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 typedef enum { T_INT, T_STR, T_BOOL } opt_type_t;
-enum { F_BENCH = 1, F_SECRET = 2 };
+enum { F_BENCH = 1, F_SECRET = 2, F_LIVE = 4 /* applied by SIGHUP without a restart */ };
 
 typedef struct {
     const char *key;   /* bench file key; flag is --key with '_' -> '-' */
@@ -38,20 +38,20 @@ static const opt_t opts[] = {
      0, 0, F_BENCH | F_SECRET,
      "Redis URL (redis://[:password@]host:port[/db] or unix:///path[?db=N]) carrying the "
      "'events' channel and the socket secret"},
-    {"webserver_host", NULL, NULL, T_STR, O(webserver_host), NULL, 0, 0, F_BENCH,
+    {"webserver_host", NULL, NULL, T_STR, O(webserver_host), NULL, 0, 0, F_BENCH | F_LIVE,
      "Frappe web server host for auth callbacks (with webserver_port); otherwise the "
      "client's Origin is used"},
-    {"webserver_port", NULL, NULL, T_INT, O(webserver_port), "8000", 1, 65535, F_BENCH,
+    {"webserver_port", NULL, NULL, T_INT, O(webserver_port), "8000", 1, 65535, F_BENCH | F_LIVE,
      "Frappe web server port (callbacks with webserver_host, or in developer_mode)"},
-    {"default_site", NULL, "FRAPPE_SITE", T_STR, O(default_site), NULL, 0, 0, F_BENCH,
+    {"default_site", NULL, "FRAPPE_SITE", T_STR, O(default_site), NULL, 0, 0, F_BENCH | F_LIVE,
      "site used when Host is localhost or 127.0.0.1"},
-    {"developer_mode", NULL, NULL, T_BOOL, O(developer_mode), "0", 0, 1, F_BENCH,
+    {"developer_mode", NULL, NULL, T_BOOL, O(developer_mode), "0", 0, 1, F_BENCH | F_LIVE,
      "enables open_in_editor; callbacks go to Origin with webserver_port"},
     {"bench", NULL, "FRAPPE_BENCH_ROOT", T_STR, O(bench), NULL, 0, 0, 0,
      "Frappe bench root (default: the working directory)"},
     {"listen_host", NULL, "REALTIMED_LISTEN_HOST", T_STR, O(listen_host), NULL, 0, 0, 0,
      "IPv4 address to bind (default: all interfaces, as Frappe's server)"},
-    {"log_level", NULL, "REALTIMED_LOG_LEVEL", T_STR, O(log_level), "info", 0, 0, 0,
+    {"log_level", NULL, "REALTIMED_LOG_LEVEL", T_STR, O(log_level), "info", 0, 0, F_LIVE,
      "debug, info, notice, warning or error"},
     {"ping_interval", NULL, NULL, T_INT, O(ping_interval), "25000", 10, 3600000, 0,
      "Engine.IO pingInterval in ms"},
@@ -62,17 +62,17 @@ static const opt_t opts[] = {
     {"connect_timeout", NULL, NULL, T_INT, O(connect_timeout), "45000", 100, 3600000, 0,
      "ms a new connection may stay without joining a namespace"},
     {"auth_timeout", NULL, "REALTIMED_AUTH_TIMEOUT", T_INT, O(auth_timeout), "10000", 100,
-     600000, 0, "ms allowed for each call to the Frappe web server"},
-    {"max_sessions", NULL, "REALTIMED_MAX_SESSIONS", T_INT, O(max_sessions), "100000", 0, INT_MAX, 0,
+     600000, F_LIVE, "ms allowed for each call to the Frappe web server"},
+    {"max_sessions", NULL, "REALTIMED_MAX_SESSIONS", T_INT, O(max_sessions), "100000", 0, INT_MAX, F_LIVE,
      "Engine.IO sessions at most; further handshakes get 503 (0: no limit)"},
-    {"max_pending", NULL, NULL, T_INT, O(max_pending), "10000", 0, INT_MAX, 0,
+    {"max_pending", NULL, NULL, T_INT, O(max_pending), "10000", 0, INT_MAX, F_LIVE,
      "sessions not yet admitted to a namespace (unauthenticated); beyond, the oldest is "
      "closed (0: no limit)"},
-    {"attachment_timeout", NULL, NULL, T_INT, O(attachment_timeout), "10000", 100, 600000, 0,
+    {"attachment_timeout", NULL, NULL, T_INT, O(attachment_timeout), "10000", 100, 600000, F_LIVE,
      "ms a binary event's attachments may take to arrive (they total at most max_payload)"},
-    {"out_soft_limit", NULL, NULL, T_INT, O(out_soft_limit), "1048576", 4096, INT_MAX, 0,
+    {"out_soft_limit", NULL, NULL, T_INT, O(out_soft_limit), "1048576", 4096, INT_MAX, F_LIVE,
      "bytes queued to one client tolerated for 10 s before it is closed"},
-    {"out_hard_limit", NULL, NULL, T_INT, O(out_hard_limit), "16777216", 65536, INT_MAX, 0,
+    {"out_hard_limit", NULL, NULL, T_INT, O(out_hard_limit), "16777216", 65536, INT_MAX, F_LIVE,
      "bytes queued to one client (WebSocket, or polling without a GET) that close it at once"},
     {"static_dir", NULL, "REALTIMED_STATIC_DIR", T_STR, O(static_dir), NULL, 0, 0, 0,
      "serve files from this folder at / (the demo page, the JS client)"},
@@ -95,6 +95,24 @@ static const opt_t opts[] = {
      "event loops (processes) sharing the port: a number up to 64, or auto (one per online "
      "core). Each has its own sessions, rooms and Redis links; requests of a session are "
      "handed to the worker that owns it"},
+    {"metrics_listen", NULL, "REALTIMED_METRICS_LISTEN", T_STR, O(metrics_listen), NULL, 0, 0, 0,
+     "serve /metrics (and /health, /ready) on this [host:]port instead of the main listener; "
+     "with --workers, worker 0 serves it, summing every worker"},
+    {"config", NULL, "REALTIMED_CONFIG", T_STR, O(config), NULL, 0, 0, 0,
+     "JSON file of settings keyed by these long option names (read after the bench files, "
+     "before the environment; SIGHUP reads it again)"},
+    {"log_format", NULL, "REALTIMED_LOG_FORMAT", T_STR, O(log_format), "text", 0, 0, F_LIVE,
+     "text (time level module: message) or json (one object per line)"},
+    {"log_file", NULL, "REALTIMED_LOG_FILE", T_STR, O(log_file), NULL, 0, 0, F_LIVE,
+     "append the log to this file instead of stderr; reopened on SIGHUP and SIGUSR1 (logrotate)"},
+    {"drain_timeout", NULL, "REALTIMED_DRAIN_TIMEOUT", T_INT, O(drain_timeout), "10000", 0, 600000, F_LIVE,
+     "ms SIGTERM waits for clients to receive their close and for output to flush before exiting"},
+    {"uds_mode", NULL, "REALTIMED_UDS_MODE", T_STR, O(uds_mode), "0666", 0, 0, 0,
+     "permissions of the socketio_uds socket (octal): nginx runs as another user and needs write "
+     "access"},
+    {"probe", NULL, NULL, T_BOOL, O(probe), "0", 0, 1, 0,
+     "with --check-config: also connect to Redis (AUTH, the socket secret) and ask each site's "
+     "web server for get_user_info"},
     {"conformance", NULL, NULL, T_BOOL, O(conformance), "0", 0, 1, 0,
      "serve the protocol test-suite application (/engine.io/ echo and /socket.io/ sample "
      "app, pingInterval 300, pingTimeout 200) instead of Frappe"},
@@ -212,6 +230,54 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
     }
     json_decref(root);
     return rc;
+}
+
+/* --config FILE: a JSON object keyed by long option names ("max_sessions"
+ * or "max-sessions"); every value is taken as given (false, 0 and "" too). */
+static json_t *load_config_file(const char *path)
+{
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        fprintf(stderr, "realtimed: cannot read config file %s: %s (line %d)\n", path, err.text, err.line);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        fprintf(stderr, "realtimed: cannot read config file %s: not a JSON object\n", path);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+static const opt_t *find_flag(const char *name, size_t n);
+
+static int apply_config_file(app_config_t *cfg, json_t *root, const char *path)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        const opt_t *o = find_flag(key, strlen(key));
+        if (!o || !strcmp(o->key, "config") || !strcmp(o->key, "probe")) {
+            fprintf(stderr, "realtimed: unknown key '%s' in config file %s (see --help)\n", key, path);
+            return EX_CONFIG;
+        }
+        char buf[64];
+        const char *s = NULL;
+        if (json_is_null(v)) continue;
+        if (json_is_string(v)) s = json_string_value(v);
+        else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v)), s = buf;
+        else if (json_is_boolean(v)) s = json_is_true(v) ? "1" : "0";
+        else {
+            fprintf(stderr, "realtimed: invalid value for %s in config file %s: expected a %s\n", key, path,
+                    o->type == T_INT ? "number" : o->type == T_BOOL ? "boolean" : "string");
+            return EX_CONFIG;
+        }
+        int rc = set_value(cfg, o, s, path);
+        if (rc) return rc;
+        sources[o - opts] = path;
+    }
+    return 0;
 }
 
 void app_usage(FILE *out)
@@ -350,6 +416,29 @@ static int validate(const app_config_t *cfg)
                 APP_MAX_WORKERS);
         return EX_CONFIG;
     }
+    if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "json")) {
+        fprintf(stderr, "realtimed: invalid value '%s' for log_format: expected text or json\n", cfg->log_format);
+        return EX_CONFIG;
+    }
+    size_t ml = strlen(cfg->uds_mode);
+    if (ml < 3 || ml > 4 || strspn(cfg->uds_mode, "01234567") != ml || (ml == 4 && cfg->uds_mode[0] != '0')) {
+        fprintf(stderr, "realtimed: invalid value '%s' for uds_mode: expected octal permissions such as 0666 or 0660\n",
+                cfg->uds_mode);
+        return EX_CONFIG;
+    }
+    if (cfg->socketio_uds && !*cfg->socketio_uds) {
+        fprintf(stderr, "realtimed: invalid value for socketio_uds: an empty path\n");
+        return EX_CONFIG;
+    }
+    if (cfg->metrics_listen && *cfg->metrics_listen) {
+        char host[256];
+        int port;
+        if (app_parse_hostport(cfg->metrics_listen, host, sizeof host, &port) < 0) {
+            fprintf(stderr, "realtimed: invalid value '%s' for metrics_listen: expected [host:]port\n",
+                    cfg->metrics_listen);
+            return EX_CONFIG;
+        }
+    }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
         fprintf(stderr, "realtimed: invalid value '%s' for auth_mode: expected frappe or guest\n", cfg->auth_mode);
         return EX_CONFIG;
@@ -414,22 +503,44 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
         flag_vals[idx] = v;
         flag_set[idx] = true;
     }
-    /* Bench root: --bench, else FRAPPE_BENCH_ROOT, else the working directory. */
+    /* --config FILE (or REALTIMED_CONFIG): loaded first, applied after the bench files */
+    size_t config_idx = opt_index("config");
+    const char *config = flag_set[config_idx] ? flag_vals[config_idx] : getenv("REALTIMED_CONFIG");
+    json_t *file = NULL;
+    if (config && *config && !(file = load_config_file(config))) return EX_CONFIG;
+    /* Bench root: --bench, else FRAPPE_BENCH_ROOT, else the config file's, else the working directory. */
     size_t bench_idx = opt_index("bench");
     const char *bench = flag_set[bench_idx] ? flag_vals[bench_idx] : getenv("FRAPPE_BENCH_ROOT");
+    json_t *fb = file ? json_object_get(file, "bench") : NULL;
+    if (!bench && json_is_string(fb)) bench = json_string_value(fb);
     bool conformance = flag_set[opt_index("conformance")];
+    json_t *fc = file ? json_object_get(file, "conformance") : NULL;
+    if (json_is_true(fc)) conformance = true;
     if (bench) {
         struct stat st;
         if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {
             fprintf(stderr, "realtimed: bench directory %s does not exist\n", bench);
+            json_decref(file);
             return EX_CONFIG;
         }
     }
     if (!conformance) {
         const char *root = bench ? bench : ".";
-        if ((rc = read_bench_file(cfg, root, "config.json"))) return rc;
-        if ((rc = read_bench_file(cfg, root, "sites/common_site_config.json"))) return rc;
         set_str(cfg, &opts[bench_idx], root);
+        if ((rc = read_bench_file(cfg, cfg->bench, "config.json")) ||
+            (rc = read_bench_file(cfg, cfg->bench, "sites/common_site_config.json"))) {
+            json_decref(file);
+            return rc;
+        }
+    }
+    if (file) {
+        char *root = cfg->bench ? rt_strndup(cfg->bench, strlen(cfg->bench)) : NULL;
+        rc = apply_config_file(cfg, file, config);
+        if (!rc && root) set_str(cfg, &opts[bench_idx], root); /* the bench was chosen above */
+        free(root);
+        json_decref(file);
+        if (rc) return rc;
+        set_str(cfg, &opts[config_idx], config);
     }
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
         const char *e = opts[i].env ? getenv(opts[i].env) : NULL;
@@ -516,6 +627,47 @@ int app_workers_count(const app_config_t *cfg)
     long n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < 1 || n > APP_MAX_WORKERS) return -1;
     return (int)n;
+}
+
+static bool same_value(const opt_t *o, const app_config_t *a, const app_config_t *b)
+{
+    const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+    switch (o->type) {
+    case T_INT: return *(const int *)pa == *(const int *)pb;
+    case T_BOOL: return *(const bool *)pa == *(const bool *)pb;
+    case T_STR: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return sa == sb || (sa && sb && !strcmp(sa, sb));
+    }
+    }
+    return true;
+}
+
+void app_config_changes(const app_config_t *a, const app_config_t *b,
+                        void (*fn)(const char *key, bool live, void *ud), void *ud)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++)
+        if (!same_value(&opts[i], a, b)) fn(opts[i].key, (opts[i].flags & F_LIVE) != 0, ud);
+}
+
+void app_config_take_live(app_config_t *dst, const app_config_t *src)
+{
+    for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
+        const opt_t *o = &opts[i];
+        if (!(o->flags & F_LIVE) || same_value(o, dst, src)) continue;
+        char *pd = (char *)dst + o->off;
+        const char *ps = (const char *)src + o->off;
+        switch (o->type) {
+        case T_INT: *(int *)pd = *(const int *)ps; break;
+        case T_BOOL: *(bool *)pd = *(const bool *)ps; break;
+        case T_STR: set_str(dst, o, *(char *const *)ps); break;
+        }
+    }
+}
+
+unsigned app_uds_mode(const app_config_t *cfg)
+{
+    return cfg->uds_mode ? (unsigned)strtoul(cfg->uds_mode, NULL, 8) : 0;
 }
 
 void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)

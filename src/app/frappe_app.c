@@ -1,4 +1,4 @@
-/* Frappe mode: the sio server on /socket.io/, the frappe module, /health,
+/* Frappe mode: the sio server on /socket.io/, the frappe module
  * and `realtimed publish`. */
 #include "app_frappe.h"
 
@@ -12,12 +12,6 @@
 #include "cluster/cluster.h"
 #include "frappe/frappe.h"
 #include "handlers/handlers.h"
-
-static void health(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
-{
-    RT_UNUSED(req), RT_UNUSED(body), RT_UNUSED(ud);
-    http_respond(hc, 200, "text/plain; charset=utf-8", "ok", 2, NULL);
-}
 
 static void frappe_options(const app_config_t *cfg, frappe_options_t *fo)
 {
@@ -150,7 +144,6 @@ int frappe_start(app_t *app)
     sio_options_t so;
     app_protocol_options(app, &eo, &so);
     app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
-    http_server_route(app->http, "/health", health, NULL);
     if (cfg->static_dir) {
         char err[256];
         app->statics = http_static_new(cfg->static_dir, err, sizeof err);
@@ -170,6 +163,13 @@ int frappe_start(app_t *app)
     }
     start_cluster(app);
     return start_handlers(app);
+}
+
+void frappe_app_reconfigure(app_t *app)
+{
+    frappe_options_t fo;
+    frappe_options(&app->cfg, &fo);
+    frappe_reconfigure(app->frappe, &fo);
 }
 
 void frappe_app_stop(app_t *app)

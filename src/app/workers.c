@@ -264,7 +264,7 @@ typedef struct {
     int pidfd;
     uint64_t started_ms, restart_at;
     unsigned backoff_ms;
-    bool ready, ever_ready;
+    bool ready, ever_ready, subscribed;
 } slot_t;
 
 typedef struct {
@@ -275,7 +275,7 @@ typedef struct {
     int lfd[APP_MAX_WORKERS]; /* TCP: one SO_REUSEPORT socket per worker; Unix: lfd[0] for all */
     int ready_r, ready_w, sfd;
     char share_dir[64];      /* 0700: the handler hosts' sockets */
-    bool stopping, announced;
+    bool stopping, announced, notified;
     int rc;
 } master_t;
 
@@ -302,11 +302,13 @@ static void worker_child(master_t *m, int i)
     app->share_dir = m->share_dir[0] ? m->share_dir : NULL;
     app->handoff_in = m->in[i];
     app->handoff_out = m->out;
+    /* the master speaks to the service manager */
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
     /* the master blocked these for its signalfd; app_serve makes its own */
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
+    app_signal_mask(&mask);
     sigprocmask(SIG_UNBLOCK, &mask, NULL);
     int rc = app_serve(app);
     app_config_free(&app->cfg);
@@ -328,7 +330,7 @@ static int spawn(master_t *m, int i)
     rt_info("workers", "worker %d started (pid %d)", i, (int)pid);
     s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     s->started_ms = rt_now_ms();
-    s->ready = false;
+    s->ready = s->subscribed = false;
     s->restart_at = 0;
     return 0;
 }
@@ -392,15 +394,24 @@ static void on_ready(master_t *m)
 {
     unsigned char b[64];
     ssize_t r;
+    /* a worker's index: it listens; with 0x80: it is subscribed to Redis too */
     while ((r = read(m->ready_r, b, sizeof b)) > 0)
-        for (ssize_t k = 0; k < r; k++)
-            if (b[k] < m->n && m->slot[b[k]].pid > 0) {
-                m->slot[b[k]].ready = m->slot[b[k]].ever_ready = true;
-            }
-    if (m->announced) return;
-    for (int i = 0; i < m->n; i++)
-        if (!m->slot[i].ready) return;
-    announce(m);
+        for (ssize_t k = 0; k < r; k++) {
+            int i = b[k] & 0x7f;
+            if (i >= m->n || m->slot[i].pid <= 0) continue;
+            if (b[k] & 0x80) m->slot[i].subscribed = true;
+            else m->slot[i].ready = m->slot[i].ever_ready = true;
+        }
+    bool all_ready = true, all_subscribed = true;
+    for (int i = 0; i < m->n; i++) {
+        all_ready &= m->slot[i].ready;
+        all_subscribed &= m->slot[i].subscribed;
+    }
+    if (all_ready && !m->announced) announce(m);
+    if (all_ready && all_subscribed && !m->notified && !m->stopping) {
+        m->notified = true;
+        app_notify("READY=1\nSTATUS=serving");
+    }
 }
 
 int app_master_main(app_t *app)
@@ -419,7 +430,7 @@ int app_master_main(app_t *app)
     char err[256];
     int port = app->cfg.socketio_port, rc = 0;
     for (int i = 0; i < (app->cfg.socketio_uds ? 1 : m.n); i++) {
-        if (app->cfg.socketio_uds) m.lfd[i] = net_bind_unix(app->cfg.socketio_uds, err, sizeof err);
+        if (app->cfg.socketio_uds) m.lfd[i] = net_bind_unix(app->cfg.socketio_uds, app_uds_mode(&app->cfg), err, sizeof err);
         else m.lfd[i] = net_bind_tcp(app->cfg.listen_host, port, true, &port, err, sizeof err);
         if (m.lfd[i] < 0) {
             fprintf(stderr, "realtimed: %s\n", err);
@@ -461,10 +472,9 @@ int app_master_main(app_t *app)
     }
     void *shm = mmap(NULL, APP_MAX_WORKERS * sizeof *memfd_inflight, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm != MAP_FAILED) memfd_inflight = shm; /* else: no cap (cannot happen short of ENOMEM) */
+    app->metrics_slots = metrics_slots_new(m.n); /* NULL: each worker's /metrics is its own */
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
+    app_signal_mask(&mask);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     m.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (m.sfd < 0) {
@@ -481,7 +491,8 @@ int app_master_main(app_t *app)
             break;
         }
 
-    uint64_t kill_at = 0;
+    uint64_t kill_at = 0, wd_ms = app_watchdog_ms(), wd_next = 0;
+    uint64_t grace = (uint64_t)app->cfg.drain_timeout + 5000; /* then stragglers are killed */
     int sigints = 0;
     for (;;) {
         bool alive = false;
@@ -499,9 +510,16 @@ int app_master_main(app_t *app)
             int t = (int)(s->restart_at - now);
             if (timeout < 0 || t < timeout) timeout = t;
         }
+        if (wd_ms) {
+            if (now >= wd_next) {
+                app_notify("WATCHDOG=1");
+                wd_next = now + RT_MAX(wd_ms / 2, 1);
+            }
+            if (timeout < 0 || (int)(wd_next - now) < timeout) timeout = (int)(wd_next - now);
+        }
         if (kill_at) {
             if (now >= kill_at) {
-                rt_warn("workers", "workers still running 30 s after SIGTERM: killing them");
+                rt_warn("workers", "workers still running %llu ms after SIGTERM: killing them", (unsigned long long)grace);
                 stop_all(&m, SIGKILL);
                 kill_at = 0;
             } else if (timeout < 0 || (int)(kill_at - now) < timeout) {
@@ -532,16 +550,29 @@ int app_master_main(app_t *app)
             if (idx[k] == -1) {
                 struct signalfd_siginfo si;
                 while (read(m.sfd, &si, sizeof si) == sizeof si) {
+                    if (si.ssi_signo == SIGHUP || si.ssi_signo == SIGUSR1) {
+                        if (si.ssi_signo == SIGHUP) app_reload(app);
+                        app_reopen_log(app);
+                        stop_all(&m, (int)si.ssi_signo); /* each worker does the same */
+                        continue;
+                    }
+                    if (si.ssi_signo == SIGUSR2) {
+                        rt_notice("app", "SIGUSR2 received: ignored");
+                        continue;
+                    }
                     if (si.ssi_signo == SIGINT && ++sigints > 1) {
                         rt_warn("app", "second SIGINT: exiting now");
                         stop_all(&m, SIGKILL);
                         _exit(1);
                     }
-                    if (!m.stopping)
-                        rt_notice("app", "%s received: shutting down", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                    if (!m.stopping) {
+                        rt_notice("app", "%s received: draining the workers (at most %d ms)",
+                                  si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT", app->cfg.drain_timeout);
+                        app_notify("STOPPING=1");
+                    }
                     m.stopping = true;
                     stop_all(&m, SIGTERM);
-                    if (!kill_at) kill_at = rt_now_ms() + 30000;
+                    if (!kill_at) kill_at = rt_now_ms() + grace;
                 }
             } else if (idx[k] == -2) {
                 on_ready(&m);
@@ -552,7 +583,7 @@ int app_master_main(app_t *app)
         if (no_pidfd)
             for (int i = 0; i < m.n; i++)
                 if (m.slot[i].pid > 0 && m.slot[i].pidfd < 0) reap(&m, i);
-        if (m.stopping && !kill_at) kill_at = rt_now_ms() + 30000;
+        if (m.stopping && !kill_at) kill_at = rt_now_ms() + grace;
     }
     rc = m.rc;
 out:

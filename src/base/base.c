@@ -2,6 +2,7 @@
 #include "base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <time.h>
@@ -446,6 +447,28 @@ int rt_log_level_from_name(const char *name)
     return -1;
 }
 
+static bool log_json;
+void rt_log_set_json(bool on) { log_json = on; }
+
+/* {"time":...,"level":...,"process":...,"module":...,"msg":...}: one object per line */
+static size_t log_json_line(char *out, size_t cap, const char *time, int level, const char *module, const char *msg)
+{
+    size_t n = (size_t)snprintf(out, cap, "{\"time\":\"%s\",\"level\":\"%s\",", time, level_names[level]);
+    if (log_tag[0]) n += (size_t)snprintf(out + n, cap - n, "\"process\":\"%.*s\",", (int)strlen(log_tag) - 1, log_tag);
+    n += (size_t)snprintf(out + n, cap - n, "\"module\":\"%s\",\"msg\":\"", module);
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < cap; p++) {
+        if (*p == '"' || *p == '\\') out[n++] = '\\', out[n++] = (char)*p;
+        else if (*p < 0x20 || *p == 0x7f) {
+            memcpy(out + n, "\\u00", 4);
+            out[n + 4] = hex[*p >> 4], out[n + 5] = hex[*p & 15];
+            n += 6;
+        } else out[n++] = (char)*p;
+    }
+    memcpy(out + n, "\"}", 2);
+    return n + 2;
+}
+
 void rt_log_write(int level, const char *module, const char *fmt, ...)
 {
     char line[2048];
@@ -453,11 +476,22 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s%s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(now % 1000), level_names[level], log_tag, module);
+    char time[80];
+    snprintf(time, sizeof time, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000));
     va_list ap;
     va_start(ap, fmt);
+    if (log_json) {
+        char msg[1536], js[sizeof line];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        size_t len = log_json_line(js, sizeof js - 1, time, level, module, msg);
+        js[len++] = '\n';
+        ssize_t w = write(2, js, len);
+        RT_UNUSED(w);
+        return;
+    }
+    int n = snprintf(line, sizeof line, "%s %s %s%s: ", time, level_names[level], log_tag, module);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : RT_MIN((size_t)m, sizeof line - (size_t)n - 2));
@@ -468,6 +502,25 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(2, line, len);
     RT_UNUSED(w);
+}
+
+/* --log-file: fd 2 becomes the file (appending), so that every line of
+ * every process, children included, goes there. Called again to reopen it
+ * after a rotation. */
+int rt_log_open_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open log file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (dup2(fd, 2) < 0) {
+        snprintf(err, errlen, "cannot use log file %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
 }
 
 bool rt_ratelimit(rt_ratelimit_t *rl, unsigned interval_ms, uint32_t *suppressed)
@@ -654,4 +707,17 @@ bool rt_utf8_valid(const char *s, size_t n)
         p += len;
     }
     return true;
+}
+
+/* ---- latency histograms ---- */
+const uint32_t rt_hist_bounds_us[RT_HIST_BUCKETS] = {500,    1000,   2500,    5000,    10000,   25000,   50000,
+                                                     100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+void rt_hist_observe(rt_hist_t *h, uint64_t us)
+{
+    int i = 0;
+    while (i < RT_HIST_BUCKETS && us > rt_hist_bounds_us[i]) i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum_us += us;
 }

@@ -186,12 +186,25 @@ uint64_t rt_now_ms(void);   /* CLOCK_MONOTONIC in milliseconds */
 uint64_t rt_now_ns(void);   /* CLOCK_MONOTONIC in nanoseconds */
 uint64_t rt_wall_ms(void);  /* CLOCK_REALTIME in milliseconds */
 
+/* ---- latency histograms (rendered as Prometheus histograms in seconds) ----
+ * Fixed buckets, one increment per observation: bounds in microseconds. */
+#define RT_HIST_BUCKETS 14
+extern const uint32_t rt_hist_bounds_us[RT_HIST_BUCKETS]; /* 500 µs ... 10 s; then +Inf */
+typedef struct {
+    uint64_t count, sum_us;
+    uint64_t bucket[RT_HIST_BUCKETS + 1]; /* not cumulative; the last is +Inf */
+} rt_hist_t;
+void rt_hist_observe(rt_hist_t *h, uint64_t us);
+
 /* ---- logging: `time level module: message`, level checked before formatting ---- */
 enum { RT_LOG_DEBUG = 0, RT_LOG_INFO, RT_LOG_NOTICE, RT_LOG_WARN, RT_LOG_ERROR, RT_LOG_SILENT };
 extern int rt_log_level;
 void rt_log_set_level(int level);
 /* A tag written before the module ("w1" in worker 1 of --workers), or NULL. */
 void rt_log_set_tag(const char *tag);
+void rt_log_set_json(bool on); /* one JSON object per line instead of text */
+/* Points fd 2 at path (append, created 0640); again to reopen after rotation. */
+int rt_log_open_file(const char *path, char *err, size_t errlen);
 int rt_log_level_from_name(const char *name); /* -1 if unknown */
 void rt_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

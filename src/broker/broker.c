@@ -604,6 +604,7 @@ void broker_publish(broker_t *b, const char *channel, rt_slice_t payload)
 
 bool broker_subscribed(const broker_t *b) { return b->subscribed; }
 bool broker_ready(const broker_t *b) { return b->sub.ready && b->cmd.ready; }
+bool broker_command_ready(const broker_t *b) { return b->cmd.ready; }
 const broker_stats_t *broker_stats(const broker_t *b) { return &b->stats; }
 
 void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud)

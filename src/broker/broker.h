@@ -49,6 +49,7 @@ void broker_publish(broker_t *b, const char *channel, rt_slice_t payload);
 bool broker_subscribed(const broker_t *b);
 /* Both links connected and set up (AUTH, SELECT, SUBSCRIBE accepted). */
 bool broker_ready(const broker_t *b);
+bool broker_command_ready(const broker_t *b); /* the command link alone (GET, PUBLISH) */
 
 /* ---- for other modules sharing the links (cluster/) ---- */
 typedef void (*broker_msg_cb)(rt_slice_t channel, rt_slice_t payload, void *ud);

@@ -22,6 +22,10 @@ const char EIO_REASON_PARSE_ERROR[] = "parse error";
 const char EIO_REASON_FORCED_CLOSE[] = "forced close";
 const char EIO_REASON_SERVER_CLOSE[] = "forced server close";
 const char EIO_REASON_SHUTDOWN[] = "server shutting down";
+const char *const eio_reasons[EIO_REASONS] = {EIO_REASON_TRANSPORT_CLOSE, EIO_REASON_TRANSPORT_ERROR,
+                                              EIO_REASON_PING_TIMEOUT,     EIO_REASON_PARSE_ERROR,
+                                              EIO_REASON_FORCED_CLOSE,     EIO_REASON_SERVER_CLOSE,
+                                              EIO_REASON_SHUTDOWN};
 
 #define SID_RANDOM 20 /* 15 random bytes as base64url */
 #define SID_MAX (EIO_SID_PREFIX_MAX + SID_RANDOM)
@@ -60,6 +64,7 @@ struct eio_session {
     net_task_t task;        /* flush (NET_PHASE_FLUSH) or end (NET_PHASE_WORK) */
     rt_map_t *keyed;        /* key -> queued packet, while keyed packets are queued */
     eio_reason_t reason;
+    bool was_ws;            /* counted in stats.ws_sessions */
     char sid[SID_MAX + 1];
     uint8_t sid_len;
 };
@@ -74,6 +79,7 @@ struct eio_server {
     rt_buf_t scratch;
     rt_pool_t session_pool;
     rt_pool_t qpkts; /* polling queue nodes: no allocation per delivery */
+    eio_stats_t stats;
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
@@ -97,6 +103,7 @@ static void q_push_keyed(eio_session_t *s, rt_chunk_t *ch, size_t off, size_t le
         /* A polling client that stopped polling: like the WebSocket hard
          * output limit, close it instead of buffering without bound. */
         rt_warn_rl("eio", "closing a polling session with %u bytes unpolled", s->q_bytes);
+        s->srv->stats.polling_overflow++;
         s->reason = EIO_REASON_TRANSPORT_ERROR;
         eio_session_close(s);
         return;
@@ -321,6 +328,13 @@ eio_server_t *eio_session_server(const eio_session_t *s) { return s->srv; }
 bool eio_session_is_websocket(const eio_session_t *s) { return s->ws != NULL; }
 const eio_options_t *eio_server_options(const eio_server_t *srv) { return &srv->opt; }
 size_t eio_server_sessions(const eio_server_t *srv) { return srv->sessions.count; }
+const eio_stats_t *eio_server_stats(const eio_server_t *srv) { return &srv->stats; }
+
+void eio_server_set_limits(eio_server_t *srv, size_t max_sessions, size_t max_buffered)
+{
+    srv->opt.max_sessions = max_sessions;
+    srv->opt.max_buffered = max_buffered;
+}
 void *eio_server_data(const eio_server_t *srv) { return srv->ud; }
 
 static void upgrade_drop(eio_session_t *s);
@@ -336,6 +350,9 @@ void eio_session_close(eio_session_t *s)
     s->closed = true;
     if (!s->reason) s->reason = EIO_REASON_SERVER_CLOSE;
     rt_map_del(&srv->sessions, rt_slice(s->sid, s->sid_len));
+    if (s->was_ws) srv->stats.ws_sessions--;
+    for (int i = 0; i < EIO_REASONS; i++)
+        if (s->reason == eio_reasons[i]) srv->stats.closes[i]++;
     net_timer_stop(&s->ping);
     upgrade_drop(s);
     if (s->get) {
@@ -493,6 +510,9 @@ static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
         s->upgrade = NULL;
         net_timer_stop(&u->timer);
         s->ws = u->ws;
+        s->was_ws = true;
+        s->srv->stats.ws_sessions++;
+        s->srv->stats.upgrades++;
         free(u);
         ws_set_handler(s->ws, &ws_main_handler);
         if (s->get) {
@@ -620,14 +640,18 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
              * proxies to come back (socket.io-client retries with backoff). */
             static const char full[] = "{\"code\":3,\"message\":\"Server is full\"}";
             rt_warn_rl("eio", "refused a handshake: %u sessions (max_sessions)", srv->sessions.count);
+            srv->stats.refused_full++;
             http_respond(hc, 503, "application/json", full, sizeof full - 1, "Retry-After: 1\r\n");
             return;
         }
         eio_session_t *s = session_new(srv);
+        srv->stats.handshakes[is_ws]++;
         rt_buf_t b = {0};
         build_handshake(srv, &b, s->sid, is_ws);
         if (is_ws) {
             s->ws = ws_accept(hc, req, &ws_main_handler, s, srv->opt.max_payload, b.data, b.len);
+            s->was_ws = true;
+            srv->stats.ws_sessions++;
             srv->h.on_open(s, req, srv->ud);
         } else {
             srv->h.on_open(s, req, srv->ud);

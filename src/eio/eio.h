@@ -59,6 +59,21 @@ eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_op
 /* Closes every session (reason "server shutting down") and frees. */
 void eio_server_free(eio_server_t *srv);
 const eio_options_t *eio_server_options(const eio_server_t *srv);
+
+/* Reasons in the order of eio_stats_t.closes[] */
+#define EIO_REASONS 7
+extern const char *const eio_reasons[EIO_REASONS];
+typedef struct {
+    uint64_t handshakes[2];          /* [0] polling, [1] WebSocket */
+    uint64_t upgrades;               /* polling sessions moved to WebSocket */
+    uint64_t refused_full;           /* handshakes answered 503 (max_sessions) */
+    uint64_t polling_overflow;       /* sessions closed for not polling their queue */
+    uint64_t closes[EIO_REASONS];    /* sessions ended, by reason */
+    uint64_t ws_sessions;            /* open sessions on WebSocket (the rest poll) */
+} eio_stats_t;
+const eio_stats_t *eio_server_stats(const eio_server_t *srv);
+/* SIGHUP: new limits (open sessions beyond max_sessions stay). */
+void eio_server_set_limits(eio_server_t *srv, size_t max_sessions, size_t max_buffered);
 size_t eio_server_sessions(const eio_server_t *srv);
 void *eio_server_data(const eio_server_t *srv);
 

@@ -38,6 +38,7 @@ typedef struct fetch_req {
     bool delivering; /* its callbacks are running: cancel marks only */
     uint32_t live;   /* waiters not cancelled */
     uint64_t queued_at;
+    uint64_t started_ns;
     struct curl_slist *headers;
     char *key; /* url + headers: the coalescing key */
     rt_buf_t body;
@@ -185,6 +186,7 @@ static void fail_task_cb(net_loop_t *loop, net_task_t *t)
         fetch_waiter_t *w = fc->failed;
         fc->failed = w->next;
         fc->stats.failures++;
+        fc->stats.failed[FETCH_FAIL_NOLIB]++;
         fetch_result_t res = {0, w->fail_err ? w->fail_err : "libcurl is not available", false, RT_SLICE_NULL};
         if (!w->cancelled) w->cb(&res, w->ud);
         free(w);
@@ -256,12 +258,14 @@ static void check_done(fetch_client_t *fc)
         fc->stats.in_flight--;
         r->delivering = true;
         fetch_result_t res = {0};
+        rt_hist_observe(&fc->stats.latency, (rt_now_ns() - r->started_ns) / 1000);
         if (code == CURLE_OK) {
             cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
             res.body = rt_slice(r->body.data, r->body.len);
         } else {
             fc->stats.failures++;
             res.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+            fc->stats.failed[r->too_big ? FETCH_FAIL_TOO_LARGE : res.timed_out ? FETCH_FAIL_TIMEOUT : FETCH_FAIL_NETWORK]++;
             res.err = r->too_big ? "response too large" : r->errbuf[0] ? r->errbuf : cu.easy_strerror(code);
         }
         /* Waiters may start new requests from their callbacks; this one is
@@ -286,6 +290,8 @@ static void start_queued(fetch_client_t *fc)
             rt_map_del(&fc->inflight, rt_slice_cstr(r->key));
             fc->stats.in_flight--;
             fc->stats.failures++;
+            fc->stats.failed[FETCH_FAIL_QUEUED]++;
+            rt_hist_observe(&fc->stats.latency, (rt_now_ns() - r->started_ns) / 1000);
             fetch_result_t res = {0, "waited too long for a connection to the web server", true, RT_SLICE_NULL};
             r->delivering = true;
             for (fetch_waiter_t *w = r->waiters; w; w = w->next)
@@ -413,6 +419,7 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
     rt_map_put(&fc->inflight, rt_slice_cstr(r->key), r);
     fc->stats.in_flight++;
     r->queued_at = net_loop_now(fc->loop);
+    r->started_ns = rt_now_ns();
     rt_list_insert_tail(&fc->queue, &r->qlink);
     fc->nqueued++;
     start_queued(fc);
@@ -433,5 +440,10 @@ void fetch_cancel(fetch_waiter_t *w)
     req_free(r);
     start_queued(fc);
 }
+
+void fetch_client_set_timeout(fetch_client_t *fc, unsigned timeout_ms) { fc->timeout_ms = timeout_ms; }
+
+const char *const fetch_failure_kinds[FETCH_FAILS] = {"timeout", "network", "response_too_large", "queue_timeout",
+                                                     "no_libcurl"};
 
 const fetch_stats_t *fetch_client_stats(const fetch_client_t *fc) { return &fc->stats; }

@@ -92,6 +92,10 @@ struct frappe {
     frappe_presence_t presence;
     void *presence_ud;
     frappe_stats_t stats;
+    /* Redis event -> end of the turn that wrote its deliveries */
+    net_task_t lat_task;
+    uint32_t nlat;
+    uint64_t lat_t0[FR_LAT_MAX];
 };
 
 static const char SECRET_KEY[] = "socketio_auth_secret";
@@ -434,6 +438,8 @@ static void on_secret(bool ok, rt_slice_t value, void *ud)
         op_free(op);
         return;
     }
+    op->f->stats.secret_failing = !ok;
+    if (!ok) op->f->stats.secret_failures++;
     if (!ok) {
         /* Redis did not give the secret within the auth timeout (logged by
          * the broker). Calling without it would only earn a misleading
@@ -595,9 +601,13 @@ static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t u
     if (f->has_ext && sio_socket_connected(s)) ext_announce(f, s, fs, utype, apps);
 }
 
-static void reject(frappe_t *f, sio_socket_t *s, const char *msg)
+const char *const frappe_refusal_kinds[FR_REFUSALS] = {"unauthorized",  "backchannel",       "no_credentials",
+                                                       "invalid_origin", "invalid_namespace", "header_too_long"};
+
+static void reject(frappe_t *f, sio_socket_t *s, int kind, const char *msg)
 {
     f->stats.auth_failed++;
+    f->stats.refused[kind]++;
     sio_socket_reject(s, msg, RT_SLICE_NULL);
 }
 
@@ -628,16 +638,17 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
     if (!sio_socket_client(s)) goto out; /* the client went away meanwhile */
     if (!r->status) {
         rt_warn_rl("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
-        reject(f, s, r->timed_out ? "Unauthorized: TimeoutError: The operation was aborted due to timeout"
-                     : r->err == SECRET_UNAVAILABLE ? "Unauthorized: Error: the socket secret could not be read from Redis"
-                                                    : "Unauthorized: TypeError: fetch failed");
+        reject(f, s, FR_REFUSED_BACKCHANNEL,
+               r->timed_out                    ? "Unauthorized: TimeoutError: The operation was aborted due to timeout"
+               : r->err == SECRET_UNAVAILABLE ? "Unauthorized: Error: the socket secret could not be read from Redis"
+                                              : "Unauthorized: TypeError: fetch failed");
         goto out;
     }
     rt_json_type_t type;
     if (!rt_json_valid(r->body, &type)) {
         syntax_error_text(rt_json_trim(r->body), &msg);
         rt_buf_putc(&msg, 0);
-        reject(f, s, msg.data);
+        reject(f, s, FR_REFUSED_UNAUTHORIZED, msg.data);
         goto out;
     }
     rt_slice_t m = RT_SLICE_NULL, apps = RT_SLICE_NULL, user = RT_SLICE_NULL, utype = RT_SLICE_NULL;
@@ -654,7 +665,8 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
         return;
     }
     if (!has_m || rt_json_peek(m) == RT_JSON_NULL) {
-        reject(f, s, "Unauthorized: TypeError: Cannot read properties of undefined (reading 'installed_apps')");
+        reject(f, s, FR_REFUSED_UNAUTHORIZED,
+               "Unauthorized: TypeError: Cannot read properties of undefined (reading 'installed_apps')");
         goto out;
     }
     rt_buf_t u = {0};
@@ -663,7 +675,7 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
         rt_warn_rl("frappe", "get_user_info for site %s returned no user: is socketio_auth_secret on "
                           "redis_queue the one the web server uses?", op->id->site);
         rt_buf_free(&u);
-        reject(f, s, "Unauthorized: Error: get_user_info returned no user");
+        reject(f, s, FR_REFUSED_UNAUTHORIZED, "Unauthorized: Error: get_user_info returned no user");
         goto out;
     }
     bool system_user = utype.p && rt_slice_eq_cstr(utype, "\"System User\"");
@@ -691,7 +703,7 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
     rt_slice_t nsp = sio_nsp_name(sio_socket_nsp(s));
     rt_slice_t site = rt_slice(nsp.p + 1, nsp.n - 1);
     if (!rt_slice_eq_cstr(site, id->site)) {
-        reject(f, s, "Invalid namespace");
+        reject(f, s, FR_REFUSED_INVALID_NAMESPACE, "Invalid namespace");
         return;
     }
     if (f->opt.guest_mode) {
@@ -699,19 +711,20 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
         return;
     }
     if (!id->origin_ok) {
-        reject(f, s, "Invalid origin");
+        reject(f, s, FR_REFUSED_INVALID_ORIGIN, "Invalid origin");
         return;
     }
     if (id->auth_too_long) {
-        reject(f, s, "Unauthorized: Error: Authorization header too long");
+        reject(f, s, FR_REFUSED_HEADER_TOO_LONG, "Unauthorized: Error: Authorization header too long");
         return;
     }
     if (!id->has_cookie && !id->authorization) {
-        reject(f, s, "Missing cookie and authorization header. Either one needed for authentication.");
+        reject(f, s, FR_REFUSED_NO_CREDENTIALS,
+               "Missing cookie and authorization header. Either one needed for authentication.");
         return;
     }
     if (!id->sid && !id->authorization) {
-        reject(f, s, "No authentication method used. Use cookie or authorization header.");
+        reject(f, s, FR_REFUSED_NO_CREDENTIALS, "No authentication method used. Use cookie or authorization header.");
         return;
     }
     op_start(op_new(f, OP_AUTH, s, id));
@@ -1101,10 +1114,29 @@ static void broadcast_site(sio_nsp_t *nsp, void *arg)
     if (sio_nsp_name(nsp).n > 1) a->n += sio_broadcast(nsp, NULL, 0, NULL, a->body);
 }
 
+/* NET_PHASE_CLOSE: this turn's writes are done; time the events it routed. */
+static void lat_task_cb(net_loop_t *loop, net_task_t *t)
+{
+    frappe_t *f = rt_container_of(t, frappe_t, lat_task);
+    RT_UNUSED(loop);
+    uint64_t now = rt_now_ns();
+    for (uint32_t i = 0; i < f->nlat; i++) rt_hist_observe(&f->stats.event_latency, (now - f->lat_t0[i]) / 1000);
+    f->nlat = 0;
+}
+
+/* An event that was delivered to n sockets, received at t0. */
+static void lat_note(frappe_t *f, uint64_t t0, size_t n)
+{
+    if (!n || f->nlat == FR_LAT_MAX) return; /* a burst: the first FR_LAT_MAX of the turn stand for it */
+    if (!f->nlat) net_defer(f->loop, &f->lat_task, NET_PHASE_CLOSE);
+    f->lat_t0[f->nlat++] = t0;
+}
+
 void frappe_route_event(frappe_t *f, rt_slice_t payload)
 {
     rt_json_type_t type;
     f->stats.events++;
+    uint64_t t0 = rt_now_ns();
     if (!rt_json_valid(payload, &type) || type != RT_JSON_OBJECT) {
         f->stats.events_bad++;
         rt_warn_rl("frappe", "skipped a message on 'events': %s", type == RT_JSON_INVALID ? "not JSON" : "not a JSON object");
@@ -1136,6 +1168,7 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     if (!has_room) {
         all_sites_t a = {rt_slice(b->data, b->len), 0};
         sio_server_each_nsp(f->srv, broadcast_site, &a);
+        lat_note(f, t0, a.n);
         return;
     }
     if (rt != RT_JSON_STRING || !ns.p || rt_json_peek(ns) != RT_JSON_STRING || ns.n <= 2) {
@@ -1152,7 +1185,7 @@ void frappe_route_event(frappe_t *f, rt_slice_t payload)
     sio_nsp_t *nsp = sio_server_find(f->srv, rt_slice(names.data, room_off));
     if (nsp) {
         rt_slice_t r = rt_slice(names.data + room_off, names.len - room_off);
-        sio_broadcast(nsp, &r, 1, NULL, rt_slice(b->data, b->len));
+        lat_note(f, t0, sio_broadcast(nsp, &r, 1, NULL, rt_slice(b->data, b->len)));
     }
     rt_buf_free(&names);
 }
@@ -1170,21 +1203,13 @@ static bool match_site(rt_slice_t name, void *ud)
     return name.n > 1 && name.p[0] == '/';
 }
 
-frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t *opt, char *err,
-                     size_t errlen)
+/* The callback URL bases from the options. */
+static void set_bases(frappe_t *f)
 {
-    frappe_t *f = rt_calloc(1, sizeof *f);
-    f->loop = loop;
-    f->srv = srv;
-    f->opt = *opt;
-    rt_list_init(&f->ops);
-    static const char *channels[] = {"events"};
-    static const broker_handler_t bh = {on_broker_message, NULL};
-    f->broker = broker_redis_new(loop, opt->redis_url, channels, 1, &bh, f, err, errlen);
-    if (!f->broker) {
-        free(f);
-        return NULL;
-    }
+    const frappe_options_t *opt = &f->opt;
+    free(f->webserver_base);
+    free(f->local_base);
+    f->webserver_base = NULL;
     if (opt->webserver_host && *opt->webserver_host) {
         rt_buf_t b = {0};
         const char *h = opt->webserver_host;
@@ -1200,6 +1225,36 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
     rt_buf_printf(&lb, "http://127.0.0.1:%d", opt->webserver_port);
     rt_buf_putc(&lb, 0);
     f->local_base = lb.data;
+}
+
+void frappe_reconfigure(frappe_t *f, const frappe_options_t *opt)
+{
+    f->opt.webserver_host = opt->webserver_host;
+    f->opt.webserver_port = opt->webserver_port;
+    f->opt.default_site = opt->default_site;
+    f->opt.developer_mode = opt->developer_mode;
+    f->opt.auth_timeout_ms = opt->auth_timeout_ms;
+    set_bases(f);
+    if (f->fetch) fetch_client_set_timeout(f->fetch, opt->auth_timeout_ms);
+}
+
+frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t *opt, char *err,
+                     size_t errlen)
+{
+    frappe_t *f = rt_calloc(1, sizeof *f);
+    f->loop = loop;
+    net_task_init(&f->lat_task, lat_task_cb);
+    f->srv = srv;
+    f->opt = *opt;
+    rt_list_init(&f->ops);
+    static const char *channels[] = {"events"};
+    static const broker_handler_t bh = {on_broker_message, NULL};
+    f->broker = broker_redis_new(loop, opt->redis_url, channels, 1, &bh, f, err, errlen);
+    if (!f->broker) {
+        free(f);
+        return NULL;
+    }
+    set_bases(f);
     f->fetch = fetch_client_new(loop, opt->auth_timeout_ms);
     static const sio_client_handler_t ch = {on_client, on_client_close};
     sio_server_set_client_handler(srv, &ch, f);
@@ -1234,6 +1289,7 @@ void frappe_free(frappe_t *f)
 {
     if (!f) return;
     frappe_stop(f);
+    net_task_cancel(&f->lat_task);
     free(f->webserver_base);
     free(f->local_base);
     rt_buf_free(&f->tmp);
@@ -1241,6 +1297,7 @@ void frappe_free(frappe_t *f)
 }
 
 const frappe_stats_t *frappe_stats(const frappe_t *f) { return &f->stats; }
+const fetch_stats_t *frappe_fetch_stats(const frappe_t *f) { return f->fetch ? fetch_client_stats(f->fetch) : NULL; }
 
 /* ---- extensions ---- */
 void frappe_set_ext(frappe_t *f, const frappe_ext_t *ext, void *ud)

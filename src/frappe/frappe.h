@@ -6,6 +6,7 @@
 #ifndef RT_FRAPPE_H
 #define RT_FRAPPE_H
 #include "broker/broker.h"
+#include "frappe/fetch.h"
 #include "sio/sio.h"
 
 typedef struct frappe frappe_t;
@@ -84,15 +85,37 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
  * calls) and releases in-flight operations; the sio server can then be freed
  * (its disconnect callbacks still see a valid frappe_t); frappe_free() last. */
 void frappe_stop(frappe_t *f);
+/* SIGHUP: the web server's host/port, default_site, developer_mode and the
+ * auth timeout change for calls made from now on (strings are borrowed, as
+ * in frappe_new). */
+void frappe_reconfigure(frappe_t *f, const frappe_options_t *opt);
 void frappe_free(frappe_t *f);
 
 /* Routes one message from the `events` channel (exposed for tests). */
 void frappe_route_event(frappe_t *f, rt_slice_t payload);
 
+/* Connect refusals by kind, in the order of frappe_refusal_kinds[] */
+enum {
+    FR_REFUSED_UNAUTHORIZED, /* the web server did not vouch for the credentials */
+    FR_REFUSED_BACKCHANNEL,  /* the web server or the secret could not be reached */
+    FR_REFUSED_NO_CREDENTIALS,
+    FR_REFUSED_INVALID_ORIGIN,
+    FR_REFUSED_INVALID_NAMESPACE,
+    FR_REFUSED_HEADER_TOO_LONG,
+    FR_REFUSALS
+};
+extern const char *const frappe_refusal_kinds[FR_REFUSALS];
+#define FR_LAT_MAX 256 /* events per loop turn timed individually */
 typedef struct {
     uint64_t events, events_bad, auth_ok, auth_failed, perm_checks;
+    uint64_t refused[FR_REFUSALS];
+    uint64_t secret_failures;  /* reads of the socket secret that got no answer */
+    bool secret_failing;       /* the last read of the secret failed */
+    rt_hist_t event_latency;   /* Redis message -> its deliveries written (end of the turn) */
 } frappe_stats_t;
 const frappe_stats_t *frappe_stats(const frappe_t *f);
+/* The web-server client's counters (calls, latency, failures); NULL once stopped. */
+const fetch_stats_t *frappe_fetch_stats(const frappe_t *f);
 
 /* Site-name helpers, pure (exposed for unit tests). hostname: the part after
  * "://" up to the next '/', then cut at the first ':'. */

@@ -15,6 +15,7 @@
 typedef struct {
     char *prefix;
     size_t len;
+    bool exact;
     http_handler_cb cb;
     void *ud;
 } http_route_t;
@@ -68,14 +69,25 @@ void http_server_free(http_server_t *srv)
     free(srv);
 }
 
-void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud)
+static void route_add(http_server_t *srv, const char *prefix, bool exact, http_handler_cb cb, void *ud)
 {
     rt_assert(srv->nroutes < (int)RT_ARRAY_LEN(srv->routes));
     http_route_t *r = &srv->routes[srv->nroutes++];
     r->prefix = rt_strndup(prefix, strlen(prefix));
     r->len = strlen(prefix);
+    r->exact = exact;
     r->cb = cb;
     r->ud = ud;
+}
+
+void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud)
+{
+    route_add(srv, prefix, false, cb, ud);
+}
+
+void http_server_route_exact(http_server_t *srv, const char *path, http_handler_cb cb, void *ud)
+{
+    route_add(srv, path, true, cb, ud);
 }
 
 const http_options_t *http_server_options(const http_server_t *srv) { return &srv->opt; }
@@ -297,8 +309,8 @@ static void dispatch(http_conn_t *hc, const http_request_t *req, rt_slice_t body
     http_route_t *best = NULL;
     for (int i = 0; i < srv->nroutes; i++) {
         http_route_t *r = &srv->routes[i];
-        if (req->path.n >= r->len && memcmp(req->path.p, r->prefix, r->len) == 0 &&
-            (!best || r->len > best->len))
+        if (r->exact ? req->path.n != r->len : req->path.n < r->len) continue;
+        if (memcmp(req->path.p, r->prefix, r->len) == 0 && (!best || r->len > best->len || (r->exact && r->len == best->len)))
             best = r;
     }
     if (!best) {

@@ -32,6 +32,8 @@ http_server_t *http_server_new(net_loop_t *loop, const http_options_t *opt);
 void http_server_free(http_server_t *srv);
 /* Routes requests whose path starts with prefix (longest prefix wins). */
 void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud);
+/* Routes requests for exactly this path (before any prefix of the same length). */
+void http_server_route_exact(http_server_t *srv, const char *path, http_handler_cb cb, void *ud);
 /* Accept callback for net listeners (listener data must be the server). */
 void http_server_accept(net_listener_t *l, net_conn_t *c);
 /* The same for a connection adopted from another process (net_conn_adopt),

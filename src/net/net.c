@@ -361,7 +361,18 @@ void net_loop_close_all(net_loop_t *loop)
     while (loop->nall) net_conn_close(loop->all[loop->nall - 1]);
     net_loop_drain(loop);
 }
+void net_loop_shutdown_all(net_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nall; i++) net_conn_shutdown(loop->all[i]);
+}
+
 uint64_t net_loop_now(const net_loop_t *loop) { return loop->now; }
+void net_loop_set_limits(net_loop_t *loop, size_t out_soft_limit, size_t out_hard_limit)
+{
+    loop->opt.out_soft_limit = out_soft_limit;
+    loop->opt.out_hard_limit = out_hard_limit;
+}
+
 const net_stats_t *net_loop_stats(const net_loop_t *loop) { return &loop->stats; }
 
 int net_io_set(net_loop_t *loop, net_io_t *io, uint32_t events)
@@ -1012,22 +1023,41 @@ int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char
     return fd;
 }
 
-int net_bind_unix(const char *path, char *err, size_t errlen)
+int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "unix socket path too long: %s", path);
+    if (!*path || strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "%s unix socket path%s%s", *path ? "too long a" : "empty", *path ? ": " : "", path);
         return -1;
     }
     strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "cannot listen on %s: it exists and is not a socket", path);
+            return -1;
+        }
+        /* Someone answering there is a live server (another instance, or
+         * Node's): replacing its socket would cut it off silently. */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            int r = connect(probe, (struct sockaddr *)&sa, sizeof sa), e = errno;
+            close(probe);
+            if (r == 0 || e == EAGAIN) {
+                snprintf(err, errlen, "another process is serving %s: stop it first (realtimed never replaces a live socket)",
+                         path);
+                return -1;
+            }
+        }
+        unlink(path); /* stale: its server is gone */
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (mode && chmod(path, (mode_t)mode) < 0) ||
+        listen(fd, 4096) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -1050,10 +1080,10 @@ net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net
     return l;
 }
 
-net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, unsigned mode, net_accept_cb cb, void *ud,
                                 char *err, size_t errlen)
 {
-    int fd = net_bind_unix(path, err, errlen);
+    int fd = net_bind_unix(path, mode, err, errlen);
     if (fd < 0) return NULL;
     net_listener_t *l = listener_new(loop, fd, EPOLLIN, cb, ud);
     if (!l) {

@@ -125,6 +125,9 @@ void net_loop_stop(net_loop_t *loop);
 /* Closes every open connection (on_close runs for each) and drains; for
  * shutdown. */
 void net_loop_close_all(net_loop_t *loop);
+/* net_conn_shutdown() of every open connection: queued output is written,
+ * then FIN; each closes when its peer's EOF comes (at most 5 s). */
+void net_loop_shutdown_all(net_loop_t *loop);
 /* Cached monotonic time in ms, refreshed after every epoll_wait. */
 uint64_t net_loop_now(const net_loop_t *loop);
 /* Counters for metrics and tests. */
@@ -134,6 +137,8 @@ typedef struct {
     uint64_t conns; /* currently open */
 } net_stats_t;
 const net_stats_t *net_loop_stats(const net_loop_t *loop);
+/* SIGHUP: new output limits (checked on the next write of each connection). */
+void net_loop_set_limits(net_loop_t *loop, size_t out_soft_limit, size_t out_hard_limit);
 
 /* ---- connections ---- */
 typedef struct {
@@ -230,8 +235,10 @@ typedef void (*net_accept_cb)(net_listener_t *l, net_conn_t *c);
 /* Binds host:port (host NULL or "" = all interfaces; port 0 = ephemeral). */
 net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
                                void *ud, char *err, size_t errlen);
-/* Binds a Unix socket path (an existing stale socket file is replaced). */
-net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_cb cb, void *ud,
+/* Binds a Unix socket path with permissions mode (0: as the umask makes
+ * them). A stale socket file (nobody accepts on it) is replaced; a live one,
+ * or a file that is not a socket, is an error. */
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, unsigned mode, net_accept_cb cb, void *ud,
                                 char *err, size_t errlen);
 /* Binds and listens without a loop (non-blocking, close-on-exec), for
  * sockets that other processes then watch with net_listen_fd(): one socket
@@ -239,7 +246,7 @@ net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, net_accept_c
  * which the kernel spreads new connections evenly. Returns the descriptor,
  * or -1 with err. */
 int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char *err, size_t errlen);
-int net_bind_unix(const char *path, char *err, size_t errlen);
+int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen);
 /* Watches a listening descriptor shared with other processes: each new
  * connection wakes one of them (EPOLLEXCLUSIVE), and a wake-up accepts a few
  * connections only, leaving the next ones to the others. Closing the listener

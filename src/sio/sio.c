@@ -121,6 +121,10 @@ struct sio_server {
 
 static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
 static const char REASON_SERVER_NSP[] = "server namespace disconnect";
+const char *const sio_reasons[SIO_REASONS] = {
+    EIO_REASON_TRANSPORT_CLOSE, EIO_REASON_TRANSPORT_ERROR, EIO_REASON_PING_TIMEOUT, EIO_REASON_PARSE_ERROR,
+    EIO_REASON_FORCED_CLOSE,    EIO_REASON_SERVER_CLOSE,    EIO_REASON_SHUTDOWN,     REASON_CLIENT_NSP,
+    REASON_SERVER_NSP};
 
 void sio_options_default(sio_options_t *o)
 {
@@ -145,6 +149,13 @@ void sio_socket_set_data(sio_socket_t *s, void *ud) { s->data = ud; }
 bool sio_socket_connected(const sio_socket_t *s) { return s->state == SOCK_CONNECTED; }
 uint64_t sio_socket_seq(const sio_socket_t *s) { return s->seq; }
 eio_server_t *sio_server_eio(const sio_server_t *srv) { return srv->eio; }
+size_t sio_server_pending(const sio_server_t *srv) { return srv->npending; }
+
+void sio_server_set_limits(sio_server_t *srv, size_t max_pending, unsigned attachment_timeout)
+{
+    srv->opt.max_pending = max_pending;
+    srv->opt.attachment_timeout = attachment_timeout;
+}
 const sio_stats_t *sio_server_stats(const sio_server_t *srv) { return &srv->stats; }
 
 /* ---- encoding and sending ---- */
@@ -567,6 +578,8 @@ static void socket_close(sio_socket_t *s, const char *reason)
     if (s->client) client_unlink_socket(s->client, s);
     if (was_connected) {
         nsp->srv->stats.disconnects++;
+        for (int i = 0; i < SIO_REASONS; i++)
+            if (reason == sio_reasons[i]) nsp->srv->stats.disconnects_by[i]++;
         if (nsp->h.on_disconnect) {
             s->refs++;
             nsp->h.on_disconnect(s, reason, nsp->ud);
@@ -670,6 +683,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         rt_buf_append_cstr(b, "{\"message\":\"Too many namespaces\"}");
         client_send_text(c, b);
         srv->stats.connect_errors++;
+        srv->stats.too_many_namespaces++;
         rt_warn_rl("sio", "a client tried to join more than %d namespaces", SIO_MAX_NSP_PER_CLIENT);
         return;
     }
@@ -681,6 +695,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         rt_buf_append_cstr(b, "{\"message\":\"Invalid namespace\"}");
         client_send_text(c, b);
         srv->stats.connect_errors++;
+        srv->stats.invalid_namespace++;
         return;
     }
     s = rt_pool_alloc(&srv->socket_pool);

@@ -73,6 +73,10 @@ sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_op
 void sio_server_free(sio_server_t *srv);
 void sio_server_set_client_handler(sio_server_t *srv, const sio_client_handler_t *h, void *ud);
 eio_server_t *sio_server_eio(const sio_server_t *srv);
+/* Clients not yet admitted to a namespace (waiting for auth). */
+size_t sio_server_pending(const sio_server_t *srv);
+/* SIGHUP: new limits for what happens from now on. */
+void sio_server_set_limits(sio_server_t *srv, size_t max_pending, unsigned attachment_timeout);
 /* Registers a namespace by exact name ("/" or "/chat"). */
 sio_nsp_t *sio_server_of(sio_server_t *srv, const char *name, const sio_nsp_handler_t *h,
                          void *ud);
@@ -173,9 +177,15 @@ size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nroo
                             const sio_socket_t *except, rt_slice_t body, uint64_t key);
 
 /* Counters. */
+/* Disconnect reasons counted apart: the Engine.IO ones (eio_reasons[]),
+ * then "client namespace disconnect", "server namespace disconnect". */
+#define SIO_REASONS (EIO_REASONS + 2)
+extern const char *const sio_reasons[SIO_REASONS];
 typedef struct {
     uint64_t connects, connect_errors, disconnects, events_in, broadcasts, deliveries,
         protocol_errors, evicted;
+    uint64_t disconnects_by[SIO_REASONS];
+    uint64_t invalid_namespace, too_many_namespaces; /* connect errors of sio's own */
 } sio_stats_t;
 const sio_stats_t *sio_server_stats(const sio_server_t *srv);
 

@@ -1,0 +1,38 @@
+/* The service manager's notification protocol (sd_notify(3)), without
+ * libsystemd: one datagram of "KEY=value" lines to $NOTIFY_SOCKET (a path,
+ * or "@name" in the abstract namespace). Silent when there is no socket:
+ * supervisor, a terminal, a test. */
+#include "app.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+void app_notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || (path[0] != '/' && path[0] != '@')) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof sa.sun_path) return;
+    memcpy(sa.sun_path, path, n);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+        rt_warn_rl("app", "cannot notify the service manager at %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+uint64_t app_watchdog_ms(void)
+{
+    const char *us = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    if (!us || !*us) return 0;
+    if (pid && *pid && strtol(pid, NULL, 10) != (long)getpid()) return 0;
+    unsigned long long v = strtoull(us, NULL, 10);
+    return v / 1000;
+}
