@@ -65,7 +65,9 @@ typedef struct {
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;
-    int listen_fd;          /* the listening socket the master bound, or -1 */
+    int listen_fd;          /* the listening socket the master bound (or systemd passed), or -1 */
+    bool listen_unix;       /* listen_fd is a Unix socket */
+    bool activated;         /* listen_fd came from systemd (socket activation) */
     int ready_fd;           /* tells the master this worker serves, or -1 */
     int handoff_in;         /* connections other workers hand to this one */
     const int *handoff_out; /* [nworkers]: where to hand a connection to worker i */
@@ -81,6 +83,8 @@ typedef struct {
 /* ---- the service manager (notify.c): sd_notify's protocol ---- */
 void app_notify(const char *msg);  /* "READY=1", "STOPPING=1", ... (no-op without NOTIFY_SOCKET) */
 uint64_t app_watchdog_ms(void);    /* WATCHDOG_USEC for this process, in ms, or 0 */
+/* The listening socket systemd passed (fd 3), or -1 (none), -2 (not a listening stream socket). */
+int app_activated_socket(bool *is_unix);
 
 /* ---- /metrics, /health, /ready (metrics.c) ---- */
 typedef struct metrics_snap metrics_snap_t;

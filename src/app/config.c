@@ -286,12 +286,13 @@ void app_usage(FILE *out)
             "Usage: realtimed [options]\n"
             "       realtimed publish [--bench DIR] [--redis URL] [--site S]\n"
             "                 [--room R | --user U | --doctype D [--docname N] | --task T] EVENT [JSON]\n"
+            "       realtimed setup-bench [--bench DIR] [--binary PATH] [--dry-run] [--check]\n"
             "\n"
             "A Socket.IO v4 realtime server for Frappe benches: a drop-in for\n"
             "`node apps/frappe/socketio.js`. Start it with the bench root as working\n"
             "directory; it reads config.json and sites/common_site_config.json like the\n"
             "Node server (only truthy values, later file wins), then the environment,\n"
-            "then these flags (--key value or --key=value):\n\n");
+            "then --config FILE, the environment, then these flags (--key value or --key=value):\n\n");
     for (size_t i = 0; i < RT_ARRAY_LEN(opts); i++) {
         const opt_t *o = &opts[i];
         char flag[64];
@@ -302,14 +303,24 @@ void app_usage(FILE *out)
         if (o->def) fprintf(out, " (default %s)", o->type == T_BOOL ? (strcmp(o->def, "0") ? "on" : "off") : o->def);
         if (o->flags & F_BENCH) fprintf(out, " [bench key %s]", o->key);
         if (o->env) fprintf(out, " [env %s]", o->env);
+        if (o->flags & F_LIVE) fprintf(out, " [SIGHUP applies it]");
         fprintf(out, "\n");
     }
     fprintf(out, "\n  --check-config     print the effective configuration (secrets masked) and exit;\n"
-                 "                     non-zero with a message naming the key when it is invalid\n"
+                 "                     non-zero with a message naming the key when it is invalid or the\n"
+                 "                     server could not start (not a bench, bad listen address or socket\n"
+                 "                     folder); with --probe also 69 when Redis or a web server does not answer\n"
                  "  -h, --help         this help\n"
                  "  -v, --version      version\n"
-                 "\nSignals: SIGTERM/SIGINT drain and exit 0 (a second SIGINT exits at once).\n"
-                 "Exit codes: 0 ok, 64 bad command line, 69 cannot listen, 78 bad configuration.\n");
+                 "\nEndpoints: /health (liveness), /ready (503 with a reason while Redis or the socket secret\n"
+                 "is unusable, or while draining), /metrics (Prometheus; see docs/operations.md).\n"
+                 "Signals: SIGTERM/SIGINT drain: clients are told to reconnect, output is flushed, exit 0\n"
+                 "within --drain-timeout (a second SIGINT exits at once). SIGHUP re-reads the bench files\n"
+                 "and --config, applies what can change live and logs the keys that need a restart; SIGHUP\n"
+                 "and SIGUSR1 reopen --log-file; SIGUSR2 is ignored. Under systemd (Type=notify) READY=1\n"
+                 "is sent once listening and subscribed to Redis, then STOPPING=1, and WATCHDOG=1.\n"
+                 "Exit codes: 0 ok, 64 bad command line, 69 cannot listen, 73 cannot open the log file,\n"
+                 "78 bad configuration.\n");
 }
 
 /* roff for a backslash-free, dash-escaped line. */
@@ -332,9 +343,11 @@ void app_man(FILE *out)
           "[\\fB\\-\\-bench\\fR \\fIDIR\\fR] [\\fB\\-\\-redis\\fR \\fIURL\\fR] [\\fB\\-\\-site\\fR \\fIS\\fR] "
           "[\\fB\\-\\-room\\fR \\fIR\\fR | \\fB\\-\\-user\\fR \\fIU\\fR | \\fB\\-\\-doctype\\fR \\fID\\fR "
           "[\\fB\\-\\-docname\\fR \\fIN\\fR] | \\fB\\-\\-task\\fR \\fIT\\fR] \\fIEVENT\\fR [\\fIJSON\\fR]\n"
+          ".br\n.B realtimed setup-bench\n[\\fB\\-\\-bench\\fR \\fIDIR\\fR] [\\fB\\-\\-binary\\fR \\fIPATH\\fR] "
+          "[\\fB\\-\\-dry\\-run\\fR] [\\fB\\-\\-check\\fR]\n"
           ".SH DESCRIPTION\nStarted in a Frappe bench root, realtimed reads config.json and\n"
           "sites/common_site_config.json like Frappe's Node server (later file wins, only truthy\n"
-          "values are copied), then the environment, then the options below. Every site is the\n"
+          "values are copied), then \\-\\-config FILE, the environment, then the options below. Every site is the\n"
           "Socket.IO namespace /<site>; connections are authenticated through the Frappe web\n"
           "server; events published on the Redis channel \\fIevents\\fR are relayed to rooms.\n"
           "See docs/frappe.md for the contract and every deliberate difference.\n"
@@ -358,14 +371,24 @@ void app_man(FILE *out)
         }
         if (o->flags & F_BENCH) fprintf(out, ". Bench key: %s", o->key);
         if (o->env) fprintf(out, ". Environment: %s", o->env);
+        if (o->flags & F_LIVE) fputs(". SIGHUP applies a new value", out);
         fputs(".\n", out);
     }
     fputs(".TP\n.B \\-\\-check\\-config\nPrint the effective configuration (secrets masked) and exit; "
-          "non\\-zero with a message naming the key when it is invalid.\n"
+          "non\\-zero with a message naming the key when it is invalid or the server could not start; with "
+          "\\-\\-probe, 69 when Redis or a site's web server does not answer.\n"
           ".TP\n.B \\-h, \\-\\-help\nUsage.\n.TP\n.B \\-v, \\-\\-version\nVersion.\n"
-          ".SH SIGNALS\nSIGTERM and SIGINT close every client cleanly and exit 0; a second SIGINT exits at once.\n"
-          ".SH EXIT STATUS\n0 ok; 64 bad command line; 65 bad JSON (publish); 69 cannot listen or reach Redis "
-          "(publish); 78 bad configuration.\n"
+          ".SH ENDPOINTS\n/health answers ok while the loop turns; /ready answers 503 with a reason while the Redis "
+          "subscription or the socket secret is unusable, or while draining; /metrics is Prometheus text "
+          "(docs/operations.md).\n"
+          ".SH SIGNALS\nSIGTERM and SIGINT drain: clients are told to reconnect, output is flushed, and the process "
+          "exits 0 within \\-\\-drain\\-timeout; a second SIGINT exits at once. SIGHUP re\\-reads the bench files and "
+          "\\-\\-config, applies the settings that can change live and logs those that need a restart. SIGHUP and "
+          "SIGUSR1 reopen \\-\\-log\\-file. SIGUSR2 is ignored. Under systemd (Type=notify): READY=1 once listening and "
+          "subscribed to Redis, STOPPING=1, WATCHDOG=1.\n"
+          ".SH EXIT STATUS\n0 ok; 1 setup\\-bench \\-\\-check found a file still starting another server; 64 bad command "
+          "line; 65 bad JSON (publish); 69 cannot listen or reach Redis (publish, \\-\\-probe); 73 cannot open the log "
+          "file; 78 bad configuration.\n"
           ".SH FILES\n<bench>/config.json, <bench>/sites/common_site_config.json\n"
           ".SH SEE ALSO\nredis\\-server(1), docs/frappe.md, docs/performance.md\n", out);
 }

@@ -128,18 +128,8 @@ static int start_handlers(app_t *app)
 int frappe_start(app_t *app)
 {
     const app_config_t *cfg = &app->cfg;
-    if (!strcmp(cfg->auth_mode, "frappe")) {
-        char sites[4096];
-        struct stat st;
-        snprintf(sites, sizeof sites, "%s/sites", cfg->bench);
-        if (stat(sites, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            char real[4096];
-            fprintf(stderr, "realtimed: %s is not a Frappe bench (no sites/ folder): start realtimed "
-                            "in the bench root or pass --bench DIR\n",
-                    realpath(cfg->bench, real) ? real : cfg->bench);
-            return EX_CONFIG;
-        }
-    }
+    int rc;
+    if (!strcmp(cfg->auth_mode, "frappe") && (rc = app_bench_check(cfg))) return rc;
     eio_options_t eo;
     sio_options_t so;
     app_protocol_options(app, &eo, &so);
@@ -296,23 +286,12 @@ int app_publish_main(int argc, char **argv)
         rc = EX_CONFIG;
         goto out;
     }
-    struct timeval tv = {2, 0};
-    redisContext *c = u.path ? redisConnectUnixWithTimeout(u.path, tv) : redisConnectWithTimeout(u.host, u.port, tv);
-    if (!c || c->err) {
-        fprintf(stderr, "realtimed publish: cannot reach Redis at %s: %s\n", u.path ? u.path : u.host,
-                c ? c->errstr : "out of memory");
+    redisContext *c = app_redis_open(&u, false, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "realtimed publish: %s\n", err);
         rc = EX_UNAVAILABLE;
     } else {
-        redisSetTimeout(c, tv);
         redisReply *rep = NULL;
-        if (u.password) {
-            rep = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password) : redisCommand(c, "AUTH %s", u.password);
-            if (!rep || rep->type == REDIS_REPLY_ERROR) {
-                fprintf(stderr, "realtimed publish: Redis AUTH failed: %s\n", rep ? rep->str : c->errstr);
-                rc = EX_UNAVAILABLE;
-            }
-            if (rep) freeReplyObject(rep);
-        }
         if (!rc) {
             rep = redisCommand(c, "PUBLISH events %b", env.data, env.len);
             if (!rep || rep->type == REDIS_REPLY_ERROR) {

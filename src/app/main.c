@@ -151,20 +151,27 @@ static void watchdog_tick(net_loop_t *loop, net_timer_t *t)
 }
 
 /* After SIGTERM, with the sessions closed: lets every connection write what
- * it has queued (close frames, close packets) and end, within the drain
- * timeout. */
+ * it has queued (close frames, close packets) and end. Done when every
+ * connection is gone, or when nothing has been left to write for 250 ms
+ * (the FINs are out; an idle browser connection may never answer), or at
+ * the drain timeout. */
 static void drain_connections(app_t *app)
 {
     net_loop_shutdown_all(app->loop);
-    uint64_t deadline = rt_now_ms() + (uint64_t)app->cfg.drain_timeout;
+    uint64_t start = rt_now_ms(), deadline = start + (uint64_t)app->cfg.drain_timeout, flushed_at = 0;
     const net_stats_t *st = net_loop_stats(app->loop);
     for (;;) {
         net_loop_run_once(app->loop, 0);
         uint64_t now = rt_now_ms();
         if (!st->conns || now >= deadline) break;
+        if (net_loop_output_pending(app->loop)) flushed_at = 0;
+        else if (!flushed_at) flushed_at = now;
+        else if (now - flushed_at >= 250) break;
         net_loop_run_once(app->loop, (int)RT_MIN(deadline - now, 50));
     }
-    if (st->conns) rt_warn("app", "drain timeout: closing %llu connections that did not finish", (unsigned long long)st->conns);
+    if (net_loop_output_pending(app->loop))
+        rt_warn("app", "drain timeout: closing connections with output still queued");
+    rt_info("app", "drained in %llu ms", (unsigned long long)(rt_now_ms() - start));
 }
 
 int main(int argc, char **argv)
@@ -181,7 +188,7 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         app_config_print(&app.cfg, stdout);
-        rc = app.cfg.conformance ? 0 : frappe_check_config(&app.cfg);
+        rc = app_check_config(&app.cfg);
         app_config_free(&app.cfg);
         return rc;
     }
@@ -199,6 +206,14 @@ int main(int argc, char **argv)
     rt_log_set_json(!strcmp(app.cfg.log_format, "json"));
     signal(SIGPIPE, SIG_IGN);
     app.nworkers = app_workers_count(&app.cfg);
+    if ((app.listen_fd = app_activated_socket(&app.listen_unix)) != -1) {
+        if (app.listen_fd == -2) {
+            fprintf(stderr, "realtimed: LISTEN_FDS is set but fd 3 is not a listening stream socket\n");
+            app_config_free(&app.cfg);
+            return EX_OSERR;
+        }
+        app.activated = true;
+    }
     rc = app.nworkers > 1 ? app_master_main(&app) : app_serve(&app);
     app_config_free(&app.cfg);
     return rc;
@@ -239,7 +254,7 @@ int app_serve(app_t *app)
         goto out;
     }
     if (app->listen_fd >= 0)
-        app->listener = net_listen_fd(app->loop, app->listen_fd, app->cfg.socketio_uds != NULL, http_server_accept,
+        app->listener = net_listen_fd(app->loop, app->listen_fd, app->listen_unix, http_server_accept,
                                       app->http, err, sizeof err);
     else if (app->cfg.socketio_uds)
         app->listener = net_listen_unix(app->loop, app->cfg.socketio_uds, app_uds_mode(&app->cfg),
@@ -268,6 +283,8 @@ int app_serve(app_t *app)
     if (app->worker >= 0) {
         unsigned char me = (unsigned char)app->worker; /* the master announces the port */
         if (write(app->ready_fd, &me, 1) != 1) rt_warn("app", "cannot tell the master: %s", strerror(errno));
+    } else if (app->activated) {
+        rt_notice("app", "Realtime service listening on: the socket systemd passed%s", app->listen_unix ? " (unix)" : "");
     } else if (app->cfg.socketio_uds) {
         rt_notice("app", "Realtime service listening on: %s", app->cfg.socketio_uds);
     } else {

@@ -384,7 +384,8 @@ static void reap(master_t *m, int i)
 static void announce(master_t *m)
 {
     app_t *app = m->app;
-    if (app->cfg.socketio_uds) rt_notice("app", "Realtime service listening on: %s", app->cfg.socketio_uds);
+    if (app->activated) rt_notice("app", "Realtime service listening on: the socket systemd passed");
+    else if (app->cfg.socketio_uds) rt_notice("app", "Realtime service listening on: %s", app->cfg.socketio_uds);
     else rt_notice("app", "Realtime service listening on: %d", app->cfg.socketio_port);
     rt_notice("workers", "%d workers serving", m->n);
     m->announced = true;
@@ -429,7 +430,9 @@ int app_master_main(app_t *app)
      * socket, shared. */
     char err[256];
     int port = app->cfg.socketio_port, rc = 0;
-    for (int i = 0; i < (app->cfg.socketio_uds ? 1 : m.n); i++) {
+    if (app->activated) m.lfd[0] = app->listen_fd; /* systemd's socket, shared by all */
+    else app->listen_unix = app->cfg.socketio_uds != NULL;
+    for (int i = 0; !app->activated && i < (app->cfg.socketio_uds ? 1 : m.n); i++) {
         if (app->cfg.socketio_uds) m.lfd[i] = net_bind_unix(app->cfg.socketio_uds, app_uds_mode(&app->cfg), err, sizeof err);
         else m.lfd[i] = net_bind_tcp(app->cfg.listen_host, port, true, &port, err, sizeof err);
         if (m.lfd[i] < 0) {
@@ -608,6 +611,6 @@ out:
     }
     for (int i = 0; i < m.n; i++)
         if (m.lfd[i] >= 0) close(m.lfd[i]);
-    if (app->cfg.socketio_uds && m.lfd[0] >= 0) unlink(app->cfg.socketio_uds);
+    if (app->cfg.socketio_uds && !app->activated && m.lfd[0] >= 0) unlink(app->cfg.socketio_uds);
     return rc;
 }

@@ -594,6 +594,9 @@ static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t u
     sio_socket_accept(s);
     if (!sio_socket_connected(s)) return; /* on_disconnect already freed fs */
     f->stats.auth_ok++;
+    eio_session_t *es = sio_client_session(sio_socket_client(s));
+    rt_info_rl("frappe", "connect: site %s, user %s, %s, socket %s", id->site, fs->user,
+               es && eio_session_is_websocket(es) ? "websocket" : "polling", sio_socket_id(s));
     /* Frappe's own handlers (rooms and events) are the "frappe" app's; a
      * site without it gets none, as in Node. */
     fs->handlers = frappe_app;
@@ -1088,6 +1091,9 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
     fr_socket_t *fs = sio_socket_data(s);
     if (!fs) return;
     sio_socket_set_data(s, NULL);
+    uint64_t lived_ms = (rt_now_ns() - fs->connected_ns) / 1000000;
+    rt_info_rl("frappe", "disconnect: site %s, user %s, %s after %llu.%03llu s, socket %s", fs->id->site, fs->user,
+               reason, (unsigned long long)(lived_ms / 1000), (unsigned long long)(lived_ms % 1000), sio_socket_id(s));
     /* Presence for every document still open; the socket has left its rooms. */
     for (uint32_t i = 0; i < fs->nopen; i++)
         notify_viewers(f, s, fs, fs->open_docs[i].doctype, fs->open_docs[i].docname, false);

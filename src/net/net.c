@@ -361,6 +361,13 @@ void net_loop_close_all(net_loop_t *loop)
     while (loop->nall) net_conn_close(loop->all[loop->nall - 1]);
     net_loop_drain(loop);
 }
+bool net_loop_output_pending(const net_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nall; i++)
+        if (loop->all[i]->out_head) return true;
+    return false;
+}
+
 void net_loop_shutdown_all(net_loop_t *loop)
 {
     for (size_t i = 0; i < loop->nall; i++) net_conn_shutdown(loop->all[i]);

@@ -128,6 +128,8 @@ void net_loop_close_all(net_loop_t *loop);
 /* net_conn_shutdown() of every open connection: queued output is written,
  * then FIN; each closes when its peer's EOF comes (at most 5 s). */
 void net_loop_shutdown_all(net_loop_t *loop);
+/* Some connection still has output queued (O(connections): for shutdown). */
+bool net_loop_output_pending(const net_loop_t *loop);
 /* Cached monotonic time in ms, refreshed after every epoll_wait. */
 uint64_t net_loop_now(const net_loop_t *loop);
 /* Counters for metrics and tests. */
