@@ -92,6 +92,9 @@ struct frappe {
     frappe_presence_t presence;
     void *presence_ud;
     frappe_stats_t stats;
+    /* the web server's outage: logged when it starts, reminded with backoff, and when it ends */
+    uint64_t web_down_since, web_remind_at, web_failed;
+    unsigned web_remind_ms;
     /* Redis event -> end of the turn that wrote its deliveries */
     net_task_t lat_task;
     uint32_t nlat;
@@ -462,10 +465,39 @@ static void op_start(fr_op_t *op)
 static void auth_done(fr_op_t *op, const fetch_result_t *r);
 static void perm_done(fr_op_t *op, const fetch_result_t *r);
 
+/* One line when calls to the web server start failing, reminders at 10 s,
+ * 20 s, ... 5 min, one line when it answers again. */
+static void web_outage(frappe_t *f, const fr_op_t *op, const fetch_result_t *r)
+{
+    uint64_t now = rt_now_ms();
+    if (!r->status && r->err != SECRET_UNAVAILABLE) {
+        f->web_failed++;
+        if (!f->web_down_since) {
+            f->web_down_since = now;
+            f->web_remind_ms = 10000;
+            f->web_remind_at = now + f->web_remind_ms;
+            rt_warn("frappe", "the web server does not answer (site %s: %s): connections cannot be "
+                              "authenticated until it does", op->id->site, r->err);
+        } else if (now >= f->web_remind_at) {
+            rt_warn("frappe", "the web server still does not answer after %llu s (%llu calls failed; last, site %s: %s)",
+                    (unsigned long long)((now - f->web_down_since) / 1000), (unsigned long long)f->web_failed,
+                    op->id->site, r->err);
+            f->web_remind_ms = RT_MIN(f->web_remind_ms * 2, 300000u);
+            f->web_remind_at = now + f->web_remind_ms;
+        }
+    } else if (r->status && f->web_down_since) {
+        rt_notice("frappe", "the web server answers again (site %s) after %llu.%03llu s; %llu calls failed meanwhile",
+                  op->id->site, (unsigned long long)((now - f->web_down_since) / 1000),
+                  (unsigned long long)((now - f->web_down_since) % 1000), (unsigned long long)f->web_failed);
+        f->web_down_since = f->web_failed = 0;
+    }
+}
+
 static void on_fetch(const fetch_result_t *r, void *ud)
 {
     fr_op_t *op = ud;
     op->waiter = NULL;
+    web_outage(op->f, op, r);
     if (op->kind == OP_AUTH) auth_done(op, r);
     else perm_done(op, r);
 }
@@ -640,7 +672,7 @@ static void auth_done(fr_op_t *op, const fetch_result_t *r)
     rt_buf_t msg = {0};
     if (!sio_socket_client(s)) goto out; /* the client went away meanwhile */
     if (!r->status) {
-        rt_warn_rl("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
+        rt_debug("frappe", "get_user_info for site %s failed: %s", op->id->site, r->err);
         reject(f, s, FR_REFUSED_BACKCHANNEL,
                r->timed_out                    ? "Unauthorized: TimeoutError: The operation was aborted due to timeout"
                : r->err == SECRET_UNAVAILABLE ? "Unauthorized: Error: the socket secret could not be read from Redis"

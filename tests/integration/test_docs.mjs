@@ -22,3 +22,26 @@ test('--help documents every bench key listed in docs/frappe.md', () => {
   assert.ok(keys.length >= 7, `keys found: ${keys}`);
   for (const k of keys) assert.match(help, new RegExp(`\\[bench key ${k}\\]`), k);
 });
+
+test('docs/operations.md lists every metric /metrics serves, and the live keys --help marks', async () => {
+  const { startStack } = await import('../lib/frappe_helpers.mjs');
+  const doc = fs.readFileSync(`${ROOT}/docs/operations.md`, 'utf8');
+  const stack = await startStack();
+  try {
+    const text = await (await fetch(`${stack.url}/metrics`)).text();
+    const families = [...text.matchAll(/^# TYPE realtimed_(\w+) /gm)].map((m) => m[1]);
+    assert.ok(families.length > 30, `families: ${families}`);
+    // the table names families without the prefix, some several to a row
+    const rows = doc.split('\n').filter((l) => l.startsWith('| `'));
+    const named = new Set(rows.flatMap((l) => [...l.split('|')[1].matchAll(/`(\w+)(?:\{\w+\})?`/g)].map((m) => m[1])));
+    for (const f of families) assert.ok(named.has(f), `realtimed_${f} is not in docs/operations.md`);
+  } finally {
+    await stack.stop();
+  }
+  const help = spawnSync(BIN, ['--help'], { encoding: 'utf8' }).stdout;
+  const sighup = doc.split('\n').find((l) => l.startsWith('| `SIGHUP`'));
+  const keysInHelp = help.split('\n  --').slice(1).filter((b) => b.includes('[SIGHUP applies it]'))
+    .map((b) => b.split(/[ ,\n]/)[0].replaceAll('-', '_'));
+  assert.ok(keysInHelp.length >= 10, `live keys: ${keysInHelp}`);
+  for (const k of keysInHelp) assert.ok(sighup.includes(`\`${k}\``), `${k} is live but not in the SIGHUP row`);
+});
