@@ -36,7 +36,8 @@ function errText(err) {
 }
 process.on('uncaughtException', (err) => log('error', `uncaught exception in ${where()} (ignored): ${errText(err)}`));
 process.on('unhandledRejection', (err) => log('error', `unhandled rejection in ${where()} (ignored): ${errText(err)}`));
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => {}); // realtimed decides; EOF ends us
+// realtimed decides; EOF ends us (SIGUSR1 would otherwise open Node's inspector)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']) process.on(sig, () => {});
 
 // --check BENCH APP...: load each app's handlers.js, exit 1 if one fails
 // (realtimed --check-config)

@@ -586,7 +586,7 @@ def check(bench, apps):
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--check":
         sys.exit(check(sys.argv[2], sys.argv[3:]))
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)  # realtimed decides; EOF ends us
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(HOST.main())
