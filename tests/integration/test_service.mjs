@@ -175,3 +175,29 @@ test('LISTEN_FDS naming a descriptor that is not a listening socket is refused',
   assert.match(r.stderr, /fd 3 is not a listening stream socket/);
   await sleep(0);
 });
+
+test('--check-config --probe asks Redis and each site\'s web server; 69 when one does not answer', {
+  timeout: 30000,
+}, async () => {
+  const st = await benchStack();
+  try {
+    const probe = () => spawnSync(BIN, ['--check-config', '--probe', '--webserver-host', '127.0.0.1'],
+      { cwd: st.bench, encoding: 'utf8', timeout: 15000 });
+    let r = probe();
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /probe: redis_queue: reachable \(db 0\); socketio_auth_secret is (set|not set yet)/);
+    assert.match(r.stdout, new RegExp(`probe: site site1\\.local: web server 127\\.0\\.0\\.1:${st.fake.port} answers get_user_info with HTTP \\d+`));
+    await st.fake.stop();
+    r = probe();
+    assert.equal(r.status, 69, r.stdout + r.stderr);
+    assert.match(r.stdout, /probe: site site1\.local: web server: cannot connect to 127\.0\.0\.1:\d+: Connection refused/);
+    await st.redis.stop();
+    r = probe();
+    assert.equal(r.status, 69);
+    assert.match(r.stdout, /probe: redis_queue: cannot reach Redis at 127\.0\.0\.1: Connection refused/);
+    // without --probe nothing is contacted: the values are fine
+    assert.equal(spawnSync(BIN, ['--check-config'], { cwd: st.bench, encoding: 'utf8' }).status, 0);
+  } finally {
+    await st.stop().catch(() => {});
+  }
+});
