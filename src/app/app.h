@@ -94,6 +94,7 @@ void *metrics_slots_new(int nworkers);
 int metrics_start(app_t *app, char *err, size_t errlen);
 void metrics_stop(app_t *app); /* closes the separate listener */
 void metrics_free(app_t *app);
+void metrics_publish(app_t *app); /* --workers: copy this worker's counters for the others now */
 /* "[host:]port" (host may be "[v6]"); -1 if malformed. */
 int app_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
@@ -108,6 +109,8 @@ void app_config_free(app_config_t *cfg);
 void app_config_changes(const app_config_t *a, const app_config_t *b,
                         void (*fn)(const char *key, bool live, void *ud), void *ud);
 void app_config_take_live(app_config_t *dst, const app_config_t *src);
+/* Configuration errors through the log (SIGHUP) instead of plain stderr lines. */
+void app_config_errors_to_log(bool on);
 /* The Engine.IO and Socket.IO options of every application, from the
  * configuration and the worker's place (sid ownership, shares of limits). */
 void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so);

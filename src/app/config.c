@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -121,6 +122,22 @@ static const opt_t opts[] = {
 
 static const char *sources[RT_ARRAY_LEN(opts)];
 
+/* Errors go to stderr at startup; once the log is set up (SIGHUP) through it,
+ * so that --log-format json stays JSON. */
+static bool errors_to_log;
+void app_config_errors_to_log(bool on) { errors_to_log = on; }
+
+__attribute__((format(printf, 1, 2))) static void cfg_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (errors_to_log) rt_error("config", "%s", msg);
+    else fprintf(stderr, "realtimed: %s\n", msg);
+}
+
 /* The flag for a key: "--" + key with '_' -> '-'. */
 static const char *flag_name(const opt_t *o, char *buf, size_t n)
 {
@@ -155,7 +172,7 @@ static int set_value(app_config_t *cfg, const opt_t *o, const char *v, const cha
         if (!v || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on")) b = true;
         else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !*v) b = false;
         else {
-            fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected true or false\n", v, o->key, where);
+            cfg_error("invalid value '%s' for %s (%s): expected true or false", v, o->key, where);
             return EX_CONFIG;
         }
         *(bool *)((char *)cfg + o->off) = b;
@@ -166,7 +183,7 @@ static int set_value(app_config_t *cfg, const opt_t *o, const char *v, const cha
         errno = 0;
         long n = v ? strtol(v, &end, 10) : 0;
         if (!v || !*v || *end || errno || n < o->min || n > o->max) {
-            fprintf(stderr, "realtimed: invalid value '%s' for %s (%s): expected an integer %ld..%ld\n",
+            cfg_error("invalid value '%s' for %s (%s): expected an integer %ld..%ld",
                     v ? v : "", o->key, where, o->min, o->max);
             return EX_CONFIG;
         }
@@ -186,11 +203,11 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {
-        fprintf(stderr, "realtimed: cannot read %s: %s (line %d)\n", path, err.text, err.line);
+        cfg_error("cannot read %s: %s (line %d)", path, err.text, err.line);
         return EX_CONFIG;
     }
     if (!json_is_object(root)) {
-        fprintf(stderr, "realtimed: cannot read %s: not a JSON object\n", path);
+        cfg_error("cannot read %s: not a JSON object", path);
         json_decref(root);
         return EX_CONFIG;
     }
@@ -218,7 +235,7 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
         } else {
             s = o->type == T_BOOL ? "1" : NULL; /* objects/arrays are truthy */
             if (!s) {
-                fprintf(stderr, "realtimed: invalid value for %s in %s: expected a %s\n", o->key, path,
+                cfg_error("invalid value for %s in %s: expected a %s", o->key, path,
                         o->type == T_INT ? "number" : "string");
                 rc = EX_CONFIG;
                 break;
@@ -239,11 +256,11 @@ static json_t *load_config_file(const char *path)
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {
-        fprintf(stderr, "realtimed: cannot read config file %s: %s (line %d)\n", path, err.text, err.line);
+        cfg_error("cannot read config file %s: %s (line %d)", path, err.text, err.line);
         return NULL;
     }
     if (!json_is_object(root)) {
-        fprintf(stderr, "realtimed: cannot read config file %s: not a JSON object\n", path);
+        cfg_error("cannot read config file %s: not a JSON object", path);
         json_decref(root);
         return NULL;
     }
@@ -259,7 +276,7 @@ static int apply_config_file(app_config_t *cfg, json_t *root, const char *path)
     json_object_foreach(root, key, v) {
         const opt_t *o = find_flag(key, strlen(key));
         if (!o || !strcmp(o->key, "config") || !strcmp(o->key, "probe")) {
-            fprintf(stderr, "realtimed: unknown key '%s' in config file %s (see --help)\n", key, path);
+            cfg_error("unknown key '%s' in config file %s (see --help)", key, path);
             return EX_CONFIG;
         }
         char buf[64];
@@ -269,7 +286,7 @@ static int apply_config_file(app_config_t *cfg, json_t *root, const char *path)
         else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v)), s = buf;
         else if (json_is_boolean(v)) s = json_is_true(v) ? "1" : "0";
         else {
-            fprintf(stderr, "realtimed: invalid value for %s in config file %s: expected a %s\n", key, path,
+            cfg_error("invalid value for %s in config file %s: expected a %s", key, path,
                     o->type == T_INT ? "number" : o->type == T_BOOL ? "boolean" : "string");
             return EX_CONFIG;
         }
@@ -410,18 +427,18 @@ static const opt_t *find_flag(const char *name, size_t n)
 static int validate(const app_config_t *cfg)
 {
     if (rt_log_level_from_name(cfg->log_level) < 0) {
-        fprintf(stderr, "realtimed: invalid value '%s' for log_level: expected debug, info, notice, warning or error\n",
+        cfg_error("invalid value '%s' for log_level: expected debug, info, notice, warning or error",
                 cfg->log_level);
         return EX_CONFIG;
     }
     if (cfg->redis_queue && strncmp(cfg->redis_queue, "redis://", 8) != 0 &&
         strncmp(cfg->redis_queue, "unix://", 7) != 0) {
-        fprintf(stderr, "realtimed: invalid value for redis_queue: expected a redis:// or unix:// URL\n");
+        cfg_error("invalid value for redis_queue: expected a redis:// or unix:// URL");
         return EX_CONFIG;
     }
     if (strcmp(cfg->app_handlers, "auto") && strcmp(cfg->app_handlers, "js") && strcmp(cfg->app_handlers, "py") &&
         strcmp(cfg->app_handlers, "off")) {
-        fprintf(stderr, "realtimed: invalid value '%s' for app_handlers: expected auto, js, py or off\n",
+        cfg_error("invalid value '%s' for app_handlers: expected auto, js, py or off",
                 cfg->app_handlers);
         return EX_CONFIG;
     }
@@ -429,41 +446,41 @@ static int validate(const app_config_t *cfg)
         size_t n = strlen(cfg->node_id), ok = n >= 1 && n <= 8;
         for (size_t i = 0; i < n && ok; i++) ok = isalnum((unsigned char)cfg->node_id[i]) != 0;
         if (!ok) {
-            fprintf(stderr, "realtimed: invalid value '%s' for node_id: expected 1 to 8 letters or digits\n",
+            cfg_error("invalid value '%s' for node_id: expected 1 to 8 letters or digits",
                     cfg->node_id);
             return EX_CONFIG;
         }
     }
     if (app_workers_count(cfg) < 0) {
-        fprintf(stderr, "realtimed: invalid value '%s' for workers: expected auto or 1..%d\n", cfg->workers,
+        cfg_error("invalid value '%s' for workers: expected auto or 1..%d", cfg->workers,
                 APP_MAX_WORKERS);
         return EX_CONFIG;
     }
     if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "json")) {
-        fprintf(stderr, "realtimed: invalid value '%s' for log_format: expected text or json\n", cfg->log_format);
+        cfg_error("invalid value '%s' for log_format: expected text or json", cfg->log_format);
         return EX_CONFIG;
     }
     size_t ml = strlen(cfg->uds_mode);
     if (ml < 3 || ml > 4 || strspn(cfg->uds_mode, "01234567") != ml || (ml == 4 && cfg->uds_mode[0] != '0')) {
-        fprintf(stderr, "realtimed: invalid value '%s' for uds_mode: expected octal permissions such as 0666 or 0660\n",
+        cfg_error("invalid value '%s' for uds_mode: expected octal permissions such as 0666 or 0660",
                 cfg->uds_mode);
         return EX_CONFIG;
     }
     if (cfg->socketio_uds && !*cfg->socketio_uds) {
-        fprintf(stderr, "realtimed: invalid value for socketio_uds: an empty path\n");
+        cfg_error("invalid value for socketio_uds: an empty path");
         return EX_CONFIG;
     }
     if (cfg->metrics_listen && *cfg->metrics_listen) {
         char host[256];
         int port;
         if (app_parse_hostport(cfg->metrics_listen, host, sizeof host, &port) < 0) {
-            fprintf(stderr, "realtimed: invalid value '%s' for metrics_listen: expected [host:]port\n",
+            cfg_error("invalid value '%s' for metrics_listen: expected [host:]port",
                     cfg->metrics_listen);
             return EX_CONFIG;
         }
     }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
-        fprintf(stderr, "realtimed: invalid value '%s' for auth_mode: expected frappe or guest\n", cfg->auth_mode);
+        cfg_error("invalid value '%s' for auth_mode: expected frappe or guest", cfg->auth_mode);
         return EX_CONFIG;
     }
     return 0;
@@ -504,20 +521,20 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "realtimed: unexpected argument '%s' (see --help)\n", a);
+            cfg_error("unexpected argument '%s' (see --help)", a);
             return EX_USAGE;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         const opt_t *o = find_flag(name, n);
         if (!o) {
-            fprintf(stderr, "realtimed: unknown option '%.*s' (see --help)\n", (int)n + 2, a);
+            cfg_error("unknown option '%.*s' (see --help)", (int)n + 2, a);
             return EX_USAGE;
         }
         const char *v = eq ? eq + 1 : NULL;
         if (!v && o->type != T_BOOL) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "realtimed: option '%s' needs a value\n", a);
+                cfg_error("option '%s' needs a value", a);
                 return EX_USAGE;
             }
             v = argv[++i];
@@ -542,7 +559,7 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
     if (bench) {
         struct stat st;
         if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "realtimed: bench directory %s does not exist\n", bench);
+            cfg_error("bench directory %s does not exist", bench);
             json_decref(file);
             return EX_CONFIG;
         }

@@ -60,7 +60,10 @@ void app_reload(app_t *app)
     app_config_t ncfg;
     bool exit_now, check_only;
     reload_t r = {.talk = app->worker < 0};
-    if (app_config_load(&ncfg, app->argc, app->argv, &exit_now, &check_only) || exit_now) {
+    app_config_errors_to_log(r.talk); /* the workers would only repeat them */
+    int rc = app_config_load(&ncfg, app->argc, app->argv, &exit_now, &check_only);
+    app_config_errors_to_log(false);
+    if (rc || exit_now) {
         if (r.talk) rt_error("app", "SIGHUP: the configuration files are invalid (see above): nothing changed");
         app_config_free(&ncfg);
         return;
@@ -122,9 +125,10 @@ typedef struct {
     uint64_t wd_ms;
 } ready_watch_t;
 
+/* What /ready waits for too: both Redis links set up. */
 static bool subscribed(const app_t *app)
 {
-    return app->cfg.conformance || !app->frappe || broker_subscribed(frappe_broker(app->frappe));
+    return app->cfg.conformance || !app->frappe || broker_ready(frappe_broker(app->frappe));
 }
 
 static void ready_check(net_loop_t *loop, net_timer_t *t)
@@ -136,6 +140,7 @@ static void ready_check(net_loop_t *loop, net_timer_t *t)
         return;
     }
     if (app->worker >= 0) {
+        metrics_publish(app); /* the others' /ready sees this worker ready now, not in a second */
         unsigned char b = (unsigned char)(0x80 | app->worker);
         if (write(app->ready_fd, &b, 1) != 1) rt_warn("app", "cannot tell the master: %s", strerror(errno));
     } else {

@@ -269,6 +269,14 @@ static void publish_tick(net_loop_t *loop, net_timer_t *tm)
     net_timer_start(loop, tm, 1000);
 }
 
+void metrics_publish(app_t *app)
+{
+    metrics_t *mx = app->metrics;
+    if (!mx || !mx->slots) return;
+    collect(app, &mx->tmp);
+    slot_write(&mx->slots[app->worker], &mx->tmp);
+}
+
 /* ---- rendering ---- */
 static void head(rt_buf_t *b, const char *name, const char *type, const char *help)
 {
@@ -442,6 +450,7 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
 static void on_health(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
 {
     RT_UNUSED(req), RT_UNUSED(body), RT_UNUSED(ud);
+    http_conn_no_cors(hc);
     http_respond(hc, 200, "text/plain; charset=utf-8", "ok", 2, "Cache-Control: no-store\r\n");
 }
 
@@ -455,6 +464,7 @@ static void on_ready(http_conn_t *hc, const http_request_t *req, rt_slice_t body
     else if (stale) snprintf(msg, sizeof msg, "not ready: worker %d is not answering", first);
     else snprintf(msg, sizeof msg, "ready");
     bool ok = !mx->total.not_ready[0] && !stale;
+    http_conn_no_cors(hc);
     http_respond(hc, ok ? 200 : 503, "text/plain; charset=utf-8", msg, strlen(msg), "Cache-Control: no-store\r\n");
 }
 
@@ -466,6 +476,7 @@ static void on_metrics(http_conn_t *hc, const http_request_t *req, rt_slice_t bo
     gather(mx, &first);
     mx->out.len = 0;
     render(mx, &mx->total, &mx->out);
+    http_conn_no_cors(hc); /* the site names are not for other origins' pages */
     http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", mx->out.data, mx->out.len,
                  "Cache-Control: no-store\r\n");
 }

@@ -234,6 +234,12 @@ void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void
 
 bool http_conn_has_pending(const http_conn_t *hc) { return hc->busy; }
 
+void http_conn_no_cors(http_conn_t *hc)
+{
+    free(hc->origin);
+    hc->origin = NULL;
+}
+
 void http_request_peer(const http_request_t *req, char *out, size_t n)
 {
     if (n) out[0] = 0;

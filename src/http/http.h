@@ -59,6 +59,9 @@ const char *http_status_reason(int status);
  * before the answer; hc is invalid after it returns. */
 void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void *ud), void *ud);
 bool http_conn_has_pending(const http_conn_t *hc);
+/* This answer carries no CORS headers (whatever the server's option): a web
+ * page of another origin cannot read it. */
+void http_conn_no_cors(http_conn_t *hc);
 
 /* The peer address of the request's connection as text ("127.0.0.1",
  * "unix"), or "" when unknown. */
