@@ -51,7 +51,8 @@ static const opt_t opts[] = {
     {"bench", NULL, "FRAPPE_BENCH_ROOT", T_STR, O(bench), NULL, 0, 0, 0,
      "Frappe bench root (default: the working directory)"},
     {"listen_host", NULL, "REALTIMED_LISTEN_HOST", T_STR, O(listen_host), NULL, 0, 0, 0,
-     "IPv4 address to bind (default: all interfaces, as Frappe's server)"},
+     "address to bind: IPv4 or IPv6 (::1, [::1]); default every interface, IPv6 and IPv4 on "
+     "one socket, as Node's server (IPv4 only where the machine has no IPv6)"},
     {"log_level", NULL, "REALTIMED_LOG_LEVEL", T_STR, O(log_level), "info", 0, 0, F_LIVE,
      "debug, info, notice, warning or error"},
     {"ping_interval", NULL, NULL, T_INT, O(ping_interval), "25000", 10, 3600000, 0,

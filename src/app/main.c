@@ -233,6 +233,10 @@ int app_serve(app_t *app)
     net_options_default(&no);
     no.out_soft_limit = (size_t)app->cfg.out_soft_limit;
     no.out_hard_limit = (size_t)app->cfg.out_hard_limit;
+    /* a whole request must fit while it arrives: max_payload of body (and
+     * chunked framing), the head, and slack */
+    size_t need = (size_t)app->cfg.max_payload + (256 << 10);
+    if (no.max_retained < need) no.max_retained = need;
     app->loop = net_loop_new(&no);
     if (!app->loop) {
         fprintf(stderr, "realtimed: cannot create the event loop\n");

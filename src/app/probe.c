@@ -83,9 +83,11 @@ static int check_startable(const app_config_t *cfg)
             return EX_CONFIG;
         }
     } else if (cfg->listen_host && *cfg->listen_host) {
-        struct in_addr a4;
-        if (inet_pton(AF_INET, cfg->listen_host, &a4) != 1) {
-            fprintf(stderr, "realtimed: invalid value '%s' for listen_host: expected an IPv4 address\n",
+        struct sockaddr_storage ss;
+        socklen_t len;
+        bool dual;
+        if (net_parse_host(cfg->listen_host, &ss, &len, &dual) < 0) {
+            fprintf(stderr, "realtimed: invalid value '%s' for listen_host: expected an IPv4 or IPv6 address\n",
                     cfg->listen_host);
             return EX_CONFIG;
         }

@@ -52,7 +52,6 @@
 
 typedef struct {
     uint32_t magic;
-    uint32_t peer_addr; /* IPv4, network order; 0 otherwise */
     uint32_t len;       /* bytes that follow (inline or in the memfd) */
     uint8_t unix_sock;
     uint8_t in_memfd;
@@ -71,9 +70,9 @@ static int tag_index(char c)
 
 /* ---- worker side: sending ---- */
 
-static int send_handoff(int chan, int fd, uint32_t peer, bool unix_sock, const rt_buf_t *in)
+static int send_handoff(int chan, int fd, bool unix_sock, const rt_buf_t *in)
 {
-    handoff_msg_t h = {.magic = HANDOFF_MAGIC, .peer_addr = peer, .len = (uint32_t)in->len,
+    handoff_msg_t h = {.magic = HANDOFF_MAGIC, .len = (uint32_t)in->len,
                        .unix_sock = unix_sock};
     int fds[2] = {fd, -1};
     struct iovec iov[2] = {{&h, sizeof h}, {in->data, in->len}};
@@ -133,7 +132,6 @@ bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
         return false;
     }
     net_conn_t *c = http_conn_net(hc);
-    uint32_t peer = net_conn_peer_addr(c);
     bool unix_sock = net_conn_is_unix(c);
     rt_debug("workers", "handing a request of session %.*s to worker %d", (int)RT_MIN(sid.n, 20), sid.p, owner);
     rt_buf_t in = {0};
@@ -144,7 +142,7 @@ bool app_worker_foreign_sid(http_conn_t *hc, rt_slice_t sid, void *ud)
             atomic_fetch_sub(&memfd_inflight[owner], (int64_t)in.len);
             rt_warn_rl("workers", "worker %d has %d MiB of large requests waiting: closed one more", owner,
                        HANDOFF_MEMFD_CAP >> 20);
-        } else if (send_handoff(app->handoff_out[owner], fd, peer, unix_sock, &in) < 0) {
+        } else if (send_handoff(app->handoff_out[owner], fd, unix_sock, &in) < 0) {
             if (big && memfd_inflight) atomic_fetch_sub(&memfd_inflight[owner], (int64_t)in.len);
             rt_warn_rl("workers", "could not hand a connection to worker %d (%s): closed it", owner, strerror(errno));
         }
@@ -171,7 +169,7 @@ static void close_fds(const int *fds, int n)
 static void adopt(receiver_t *rx, int fd, const handoff_msg_t *h, const char *bytes, size_t n)
 {
     app_t *app = rx->app;
-    net_conn_t *c = net_conn_adopt(app->loop, fd, h->unix_sock, h->peer_addr);
+    net_conn_t *c = net_conn_adopt(app->loop, fd, h->unix_sock);
     http_server_adopt(app->http, c);
     net_conn_start(c, bytes, n);
 }

@@ -661,6 +661,17 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
         return;
     }
     eio_session_t *s = rt_map_get(&srv->sessions, sidq);
+    if (req->too_large) {
+        /* a POST over max_payload ends its session, as in the reference
+         * (413 with the CORS headers: the browser sees why) */
+        if (s && !s->ws) {
+            rt_warn_rl("eio", "closing a polling session that posted more than %zu bytes", srv->opt.max_payload);
+            s->reason = EIO_REASON_TRANSPORT_ERROR;
+            eio_session_close(s);
+        }
+        http_respond_error(hc, 413, NULL);
+        return;
+    }
     if (!s && srv->opt.foreign_sid && srv->opt.foreign_sid(hc, sidq, srv->opt.foreign_ud)) return;
     if (!s) {
         respond_code(hc, 1, "Session ID unknown");
@@ -704,7 +715,7 @@ eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_op
     snprintf(srv->handshake_tail, sizeof srv->handshake_tail,
              ",\"pingInterval\":%u,\"pingTimeout\":%u,\"maxPayload\":%zu}",
              srv->opt.ping_interval, srv->opt.ping_timeout, srv->opt.max_payload);
-    http_server_route(http, path, eio_http, srv);
+    http_server_route_flags(http, path, HTTP_ROUTE_TOO_LARGE, eio_http, srv);
     return srv;
 }
 

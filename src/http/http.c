@@ -15,7 +15,7 @@
 typedef struct {
     char *prefix;
     size_t len;
-    bool exact;
+    bool exact, sees_too_large;
     http_handler_cb cb;
     void *ud;
 } http_route_t;
@@ -69,25 +69,32 @@ void http_server_free(http_server_t *srv)
     free(srv);
 }
 
-static void route_add(http_server_t *srv, const char *prefix, bool exact, http_handler_cb cb, void *ud)
+static void route_add(http_server_t *srv, const char *prefix, unsigned flags, http_handler_cb cb, void *ud)
 {
+    bool exact = flags & HTTP_ROUTE_EXACT;
     rt_assert(srv->nroutes < (int)RT_ARRAY_LEN(srv->routes));
     http_route_t *r = &srv->routes[srv->nroutes++];
     r->prefix = rt_strndup(prefix, strlen(prefix));
     r->len = strlen(prefix);
     r->exact = exact;
+    r->sees_too_large = flags & HTTP_ROUTE_TOO_LARGE;
     r->cb = cb;
     r->ud = ud;
 }
 
 void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud)
 {
-    route_add(srv, prefix, false, cb, ud);
+    route_add(srv, prefix, 0, cb, ud);
 }
 
 void http_server_route_exact(http_server_t *srv, const char *path, http_handler_cb cb, void *ud)
 {
-    route_add(srv, path, true, cb, ud);
+    route_add(srv, path, HTTP_ROUTE_EXACT, cb, ud);
+}
+
+void http_server_route_flags(http_server_t *srv, const char *path, unsigned flags, http_handler_cb cb, void *ud)
+{
+    route_add(srv, path, flags, cb, ud);
 }
 
 const http_options_t *http_server_options(const http_server_t *srv) { return &srv->opt; }
@@ -320,7 +327,11 @@ static void dispatch(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             best = r;
     }
     if (!best) {
-        http_respond_error(hc, 404, NULL);
+        http_respond_error(hc, req->too_large ? 413 : 404, NULL);
+        return;
+    }
+    if (req->too_large && !best->sees_too_large) {
+        http_respond_error(hc, 413, NULL);
         return;
     }
     best->cb(hc, req, body, best->ud);
@@ -349,20 +360,43 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
             hc_fail(hc, 400);
             return len;
         }
-        if (req.chunked) {
-            hc_fail(hc, 411);
-            return len;
-        }
         if (req.minor_version == 1 && !http_header_get(&req, "host").p) {
             hc_fail(hc, 400);
             return len;
         }
-        size_t body_len = req.content_length > 0 ? (size_t)req.content_length : 0;
-        if (body_len > hc->srv->opt.max_body) {
-            hc_fail(hc, 413);
+        size_t body_len = req.content_length > 0 ? (size_t)req.content_length : 0, encoded = body_len;
+        int too_large = body_len > hc->srv->opt.max_body;
+        if (req.chunked && !too_large) {
+            int cr = http_chunked_scan(data + done + r, len - done - (size_t)r, hc->srv->opt.max_body, &body_len,
+                                       &encoded);
+            if (cr == RT_EPROTO) {
+                hc_fail(hc, 400);
+                return len;
+            }
+            if (cr == RT_ETOOBIG) too_large = 1;
+            else if (cr == RT_EAGAIN) {
+                hc->last_len = 0; /* as below: head and framing scanned again with more bytes */
+                break;
+            } else {
+                http_chunked_decode(data + done + r, encoded);
+            }
+        }
+        if (too_large) {
+            /* Answered at once, without reading the body: by the route when
+             * it wants to know (eio closes the session), else 413. CORS
+             * headers go with it, so a browser sees the status. The rest of
+             * the body is read and dropped until the client closes. */
+            net_timer_stop(&hc->timer);
+            hc->timing_head = false;
+            req.too_large = true;
+            req.keep_alive = false;
+            req.conn = c;
+            rt_warn_rl("http", "refused a request body over %zu bytes (413)", hc->srv->opt.max_body);
+            dispatch(hc, &req, RT_SLICE_NULL);
+            if (c->ops == &http_ops && !(c->flags & NET_CONN_CLOSING)) net_conn_shutdown(c);
             return len;
         }
-        if (len - done - (size_t)r < body_len) {
+        if (len - done - (size_t)r < encoded) {
             /* Wait for the whole body; the head is parsed again then (cheap,
              * and it keeps the parser free of body state). */
             hc->last_len = 0;
@@ -373,7 +407,7 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         rt_slice_t body = rt_slice(data + done + r, body_len);
         hc->raw = data + done;
         hc->raw_end = data + len;
-        done += (size_t)r + body_len;
+        done += (size_t)r + encoded;
         hc->req_end = data + done;
         req.conn = c;
         dispatch(hc, &req, body);

@@ -34,6 +34,11 @@ void http_server_free(http_server_t *srv);
 void http_server_route(http_server_t *srv, const char *prefix, http_handler_cb cb, void *ud);
 /* Routes requests for exactly this path (before any prefix of the same length). */
 void http_server_route_exact(http_server_t *srv, const char *path, http_handler_cb cb, void *ud);
+/* With flags: HTTP_ROUTE_EXACT, and HTTP_ROUTE_TOO_LARGE: the handler also
+ * gets requests whose body exceeds max_body (req->too_large, empty body;
+ * it answers, the connection then closes); others get 413 for them. */
+enum { HTTP_ROUTE_EXACT = 1, HTTP_ROUTE_TOO_LARGE = 2 };
+void http_server_route_flags(http_server_t *srv, const char *path, unsigned flags, http_handler_cb cb, void *ud);
 /* Accept callback for net listeners (listener data must be the server). */
 void http_server_accept(net_listener_t *l, net_conn_t *c);
 /* The same for a connection adopted from another process (net_conn_adopt),

@@ -193,7 +193,7 @@ int http_parse_request(const char *buf, size_t len, size_t last_len, size_t max_
     req->num_headers = 0;
     req->head_len = 0;
     req->content_length = -1;
-    req->chunked = req->keep_alive = req->upgrade = false;
+    req->chunked = req->keep_alive = req->upgrade = req->too_large = false;
     return http_parse_head(buf, (size_t)rc, req);
 }
 
@@ -243,3 +243,74 @@ bool http_query_get(rt_slice_t query, const char *key, rt_slice_t *value)
     return false;
 }
 
+
+/* ---- chunked bodies ---- */
+#define CHUNK_LINE_MAX 4096   /* a size line with its extensions, a trailer line */
+#define CHUNK_FRAMING_MAX 65536
+
+/* The line at buf[i..) ending in CRLF: its length without CRLF, RT_EAGAIN, or RT_EPROTO. */
+static int chunk_line(const char *buf, size_t len, size_t i, size_t *n)
+{
+    for (size_t j = i; j < len; j++) {
+        if (buf[j] == '\n') return RT_EPROTO; /* a bare LF */
+        if (buf[j] == '\r') {
+            if (j + 1 >= len) return RT_EAGAIN;
+            if (buf[j + 1] != '\n') return RT_EPROTO;
+            *n = j - i;
+            return 0;
+        }
+        if (j - i >= CHUNK_LINE_MAX) return RT_EPROTO;
+    }
+    return len - i >= CHUNK_LINE_MAX ? RT_EPROTO : RT_EAGAIN;
+}
+
+/* Walks the framing; with out != NULL also moves the data to out. */
+static int chunked_walk(const char *buf, size_t len, size_t max_body, size_t *decoded, size_t *consumed, char *out)
+{
+    size_t i = 0, body = 0;
+    for (;;) {
+        size_t n;
+        int r = chunk_line(buf, len, i, &n);
+        if (r) return r;
+        size_t size = 0, k = 0;
+        for (; k < n; k++) {
+            int d = rt_hexval((unsigned char)buf[i + k]);
+            if (d < 0) break;
+            if (size > (SIZE_MAX >> 4) || k >= 16) return RT_EPROTO;
+            size = size << 4 | (size_t)d;
+        }
+        if (k == 0 || (k < n && buf[i + k] != ';' && buf[i + k] != ' ' && buf[i + k] != '\t')) return RT_EPROTO;
+        i += n + 2;
+        if (size == 0) break;
+        if (size > max_body || body + size > max_body) return RT_ETOOBIG;
+        if (i - body > max_body + CHUNK_FRAMING_MAX) return RT_ETOOBIG; /* tiny chunks: framing is the payload */
+        if (len - i < size + 2) return RT_EAGAIN;
+        if (buf[i + size] != '\r' || buf[i + size + 1] != '\n') return RT_EPROTO;
+        if (out) memmove(out + body, buf + i, size);
+        body += size;
+        i += size + 2;
+    }
+    /* trailer fields, then the empty line */
+    for (;;) {
+        size_t n;
+        int r = chunk_line(buf, len, i, &n);
+        if (r) return r;
+        i += n + 2;
+        if (n == 0) break;
+        if (i - body > max_body + CHUNK_FRAMING_MAX) return RT_ETOOBIG;
+    }
+    *decoded = body;
+    *consumed = i;
+    return 1;
+}
+
+int http_chunked_scan(const char *buf, size_t len, size_t max_body, size_t *decoded, size_t *consumed)
+{
+    return chunked_walk(buf, len, max_body, decoded, consumed, NULL);
+}
+
+void http_chunked_decode(char *buf, size_t consumed)
+{
+    size_t d, c;
+    chunked_walk(buf, consumed, SIZE_MAX / 2, &d, &c, buf);
+}

@@ -24,6 +24,7 @@ typedef struct {
     bool chunked;           /* Transfer-Encoding: chunked present */
     bool keep_alive;        /* after Connection header and version defaults */
     bool upgrade;           /* Connection contains "upgrade" token */
+    bool too_large;         /* set by the server: the body exceeds max_body (not read; see routes) */
     const struct net_conn *conn; /* set by the http server (not the parser): the peer */
 } http_request_t;
 
@@ -35,6 +36,17 @@ typedef struct {
  * length at the previous RT_EAGAIN call on the same bytes (0 at first). */
 int http_parse_request(const char *buf, size_t len, size_t last_len, size_t max_head,
                        http_request_t *req);
+
+/* A chunked body (RFC 9112 7.1) at buf[0..len): chunk sizes in hex, chunk
+ * extensions ignored, trailer fields skipped, CRLF required everywhere.
+ * Returns 1 when complete (*decoded = body bytes, *consumed = encoded bytes
+ * including the last chunk and trailers), RT_EAGAIN when more bytes are
+ * needed, RT_ETOOBIG when the body would exceed max_body bytes (or the
+ * framing alone passes max_body + 64 KiB), RT_EPROTO when malformed. */
+int http_chunked_scan(const char *buf, size_t len, size_t max_body, size_t *decoded, size_t *consumed);
+/* Rewrites the complete chunked body at buf (as scanned) into its data,
+ * in place at buf[0..decoded). */
+void http_chunked_decode(char *buf, size_t consumed);
 
 /* Value of the first header named `name` (ASCII case-insensitive), or an
  * empty slice with p == NULL when absent. */

@@ -549,12 +549,18 @@ void net_conn_resume(net_conn_t *c)
 
 void net_conn_peer(const net_conn_t *c, char *out, size_t n)
 {
+    if (n) out[0] = 0;
     if (c->flags & NET_CONN_UNIX) {
         snprintf(out, n, "unix");
         return;
     }
-    struct in_addr a = {.s_addr = c->peer_addr};
-    inet_ntop(AF_INET, &a, out, (socklen_t)n);
+    /* Asked once per handshake: not worth 16 bytes in every connection. On
+     * the dual-stack listener an IPv4 peer reads ::ffff:a.b.c.d, as in Node. */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) < 0) return;
+    if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
+    else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
 }
 
 /* Feeds data to the owner, following ops changes (an HTTP upgrade hands the
@@ -919,11 +925,10 @@ int net_conn_detach(net_conn_t *c)
     return fd;
 }
 
-net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock, uint32_t peer_addr)
+net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock)
 {
     net_conn_t *c = conn_new(loop, fd);
     if (unix_sock) c->flags |= NET_CONN_UNIX;
-    else c->peer_addr = peer_addr;
     return c;
 }
 
@@ -944,9 +949,7 @@ static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
     net_listener_t *l = (net_listener_t *)io;
     RT_UNUSED(events);
     for (int i = 0; i < l->batch; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if ((errno == EMFILE || errno == ENFILE) && l->reserve_fd >= 0) {
@@ -972,7 +975,6 @@ static void listener_cb(net_loop_t *loop, net_io_t *io, uint32_t events)
         }
         net_conn_t *c = conn_new(loop, fd);
         if (l->unix_sock) c->flags |= NET_CONN_UNIX;
-        else if (ss.ss_family == AF_INET) c->peer_addr = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
         l->cb(l, c);
         if (!(c->flags & NET_CONN_CLOSING)) conn_set_events(c, (c->io.events & EPOLLOUT) | READ_EVENTS(c));
     }
@@ -996,37 +998,79 @@ static net_listener_t *listener_new(net_loop_t *loop, int fd, uint32_t events, n
     return l;
 }
 
+int net_parse_host(const char *host, struct sockaddr_storage *ss, socklen_t *len, bool *dual)
+{
+    memset(ss, 0, sizeof *ss);
+    *dual = false;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host || !strcmp(host, "*") || !strcmp(host, "::")) {
+        s6->sin6_family = AF_INET6; /* in6addr_any; IPv4 too unless IPv6 is absent */
+        *len = sizeof *s6;
+        *dual = true;
+        return 0;
+    }
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        *len = sizeof *s4;
+        return 0;
+    }
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof buf) { /* [::1] */
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = 0;
+        host = buf;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        *len = sizeof *s6;
+        return 0;
+    }
+    return -1;
+}
+
 int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char *err, size_t errlen)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (host && *host && strcmp(host, "*") != 0) {
-        if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
-        if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-            snprintf(err, errlen, "invalid listen address '%s'", host);
-            return -1;
-        }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    bool dual;
+    if (net_parse_host(host, &ss, &sl, &dual) < 0) {
+        snprintf(err, errlen, "invalid listen address '%s' (an IPv4 or IPv6 address)", host);
+        return -1;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port); /* same offset in sockaddr_in6 */
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 && dual && (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT)) {
+        /* no IPv6 on this machine: all IPv4 interfaces, as before */
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        memset(&ss, 0, sizeof ss);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof *s4;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    int one = 1;
+    int one = 1, v6only = !dual;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
         snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
         close(fd);
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
-                 strerror(errno));
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port, strerror(errno));
         close(fd);
         return -1;
     }
-    socklen_t sl = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    if (port_out) *port_out = ntohs(sa.sin_port);
+    sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (port_out) *port_out = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return fd;
 }
 

@@ -188,7 +188,6 @@ struct net_conn {
     rt_buf_t *in;              /* retained partial input; NULL while idle */
     net_conn_t *next_slow;     /* slow list link (NET_CONN_SLOW) */
     uint32_t soft_since;       /* loop time (s) since over the soft limit, or since shutdown */
-    uint32_t peer_addr;        /* IPv4 peer, network order (0 for others) */
     uint32_t idx;              /* position in the loop's connection table */
     net_task_t task;           /* NET_PHASE_INPUT (resumed) or NET_PHASE_CLOSE (closed) */
 };
@@ -226,15 +225,17 @@ void net_conn_peer(const net_conn_t *c, char *out, size_t n);
  * reading and offers input[0..n) (what the other process had read) first,
  * later in this turn. */
 int net_conn_detach(net_conn_t *c);
-net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock, uint32_t peer_addr);
+net_conn_t *net_conn_adopt(net_loop_t *loop, int fd, bool unix_sock);
 void net_conn_start(net_conn_t *c, const void *input, size_t n);
 /* The peer address as net_conn_adopt() takes it (0 for non-IPv4). */
-static inline uint32_t net_conn_peer_addr(const net_conn_t *c) { return c->peer_addr; }
 static inline bool net_conn_is_unix(const net_conn_t *c) { return c->flags & NET_CONN_UNIX; }
 
 /* ---- listeners ---- */
 typedef void (*net_accept_cb)(net_listener_t *l, net_conn_t *c);
-/* Binds host:port (host NULL or "" = all interfaces; port 0 = ephemeral). */
+/* Binds host:port. host NULL, "", "*" or "::": every interface, IPv6 and
+ * IPv4 on one socket (IPV6_V6ONLY off), or IPv4 only where the machine has
+ * no IPv6; an IPv4 or IPv6 literal ("::1", "[::1]"): that address; port 0:
+ * ephemeral. */
 net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
                                void *ud, char *err, size_t errlen);
 /* Binds a Unix socket path with permissions mode (0: as the umask makes
@@ -248,6 +249,9 @@ net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, unsigned mod
  * which the kernel spreads new connections evenly. Returns the descriptor,
  * or -1 with err. */
 int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char *err, size_t errlen);
+/* A listen host as net_bind_tcp reads it; -1 if it is not an address. */
+#include <sys/socket.h>
+int net_parse_host(const char *host, struct sockaddr_storage *ss, socklen_t *len, bool *dual);
 int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen);
 /* Watches a listening descriptor shared with other processes: each new
  * connection wakes one of them (EPOLLEXCLUSIVE), and a wake-up accepts a few

@@ -73,6 +73,31 @@ static void fuzz_use_request(const http_request_t *req, const char *buf, int rc)
     fuzz_check_decode(req->query, true);
 }
 
+/* The body after a head, read as chunked: every prefix answers EAGAIN or
+ * the same result as the whole; a complete body decodes in place to no more
+ * bytes than it had, and the decoded data is what the scan counted. */
+static void fuzz_check_chunked(const char *body, size_t n)
+{
+    size_t dec = 0, used = 0;
+    int r = http_chunked_scan(body, n, 1 << 20, &dec, &used);
+    fuzz_require(r == 1 || r == RT_EAGAIN || r == RT_EPROTO || r == RT_ETOOBIG, "chunked rc");
+    for (size_t k = 0; k < n; k += 1 + k / 3) {
+        char *copy = malloc(k ? k : 1);
+        memcpy(copy, body, k);
+        size_t d2, u2;
+        int r2 = http_chunked_scan(copy, k, 1 << 20, &d2, &u2);
+        if (r == 1 && k >= used) fuzz_require(r2 == 1 && d2 == dec && u2 == used, "chunked prefix after end");
+        if (r == 1 && k < used) fuzz_require(r2 == RT_EAGAIN, "chunked prefix before end");
+        free(copy);
+    }
+    if (r != 1) return;
+    fuzz_require(used <= n && dec <= used, "chunked bounds");
+    char *copy = malloc(used ? used : 1);
+    memcpy(copy, body, used);
+    http_chunked_decode(copy, used);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -83,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0) {
         fuzz_require((size_t)rc <= size && rc <= FUZZ_MAX_HEAD, "rc bounds");
         fuzz_use_request(req, in, rc);
+        fuzz_check_chunked(in + rc, size - (size_t)rc);
     }
 
     /* Incremental: grow the input in uneven steps, each call on an exact-size

@@ -460,8 +460,44 @@ TEST(form_encode)
     rt_buf_free(&b);
 }
 
+static int chunked(const char *in, size_t max, char *out, size_t *dec)
+{
+    size_t used;
+    char buf[256];
+    size_t n = strlen(in);
+    memcpy(buf, in, n);
+    int r = http_chunked_scan(buf, n, max, dec, &used);
+    if (r == 1) {
+        http_chunked_decode(buf, used);
+        memcpy(out, buf, *dec);
+        out[*dec] = 0;
+    }
+    return r;
+}
+
+TEST(chunked_bodies)
+{
+    char out[256];
+    size_t dec;
+    CHECK_EQ_INT(chunked("5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n", 100, out, &dec), 1);
+    CHECK(!strcmp(out, "hello world"));
+    CHECK_EQ_INT(chunked("0\r\n\r\n", 100, out, &dec), 1);
+    CHECK_EQ_INT((int)dec, 0);
+    CHECK_EQ_INT(chunked("A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", 100, out, &dec), 1);
+    CHECK(!strcmp(out, "0123456789"));
+    CHECK_EQ_INT(chunked("5\r\nhel", 100, out, &dec), RT_EAGAIN);
+    CHECK_EQ_INT(chunked("5\r\nhello\r\n0\r\n", 100, out, &dec), RT_EAGAIN);
+    CHECK_EQ_INT(chunked("5\r\nhello\r\n", 4, out, &dec), RT_ETOOBIG);      /* over max_body */
+    CHECK_EQ_INT(chunked("ffffffffffffffffff\r\n", 100, out, &dec), RT_EPROTO); /* overflow */
+    CHECK_EQ_INT(chunked("5\nhello\r\n0\r\n\r\n", 100, out, &dec), RT_EPROTO); /* bare LF */
+    CHECK_EQ_INT(chunked("5\r\nhelloX\r\n0\r\n\r\n", 100, out, &dec), RT_EPROTO);
+    CHECK_EQ_INT(chunked("-1\r\n", 100, out, &dec), RT_EPROTO);
+    CHECK_EQ_INT(chunked("\r\n", 100, out, &dec), RT_EPROTO);
+}
+
 int main(void)
 {
+    RUN(chunked_bodies);
     RUN(polling_get);
     RUN(no_query);
     RUN(post_with_body_not_consumed);

@@ -1217,13 +1217,15 @@ static size_t adopted_read(net_conn_t *c, char *data, size_t len)
 static const net_conn_ops_t adopted_ops = {adopted_read, srv_on_close};
 static size_t detaching_read(net_conn_t *c, char *data, size_t len)
 {
-    uint32_t peer = net_conn_peer_addr(c);
     for (int i = 0; i < S.nconns; i++)
         if (S.conns[i] == c) S.conns[i] = NULL; /* it is freed without on_close */
     int fd = net_conn_detach(c);
     CHECK(fd >= 0);
     CHECK(c->io.fd == -1);
-    net_conn_t *n = net_conn_adopt(S.loop, fd, false, peer);
+    net_conn_t *n = net_conn_adopt(S.loop, fd, false);
+    char peer[64];
+    net_conn_peer(n, peer, sizeof peer); /* asked of the socket: the same peer after the move */
+    CHECK(strstr(peer, "127.0.0.1") != NULL);
     n->ops = &adopted_ops;
     n->data = &S;
     S.conns[S.nconns++] = n;
