@@ -15,7 +15,7 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 SANFL   := $(if $(SAN),$(SANITIZE),)
 VERSION := 0.1.0
 PROJ_CFLAGS := -DREALTIMED_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(OPT) $(SANFL) -Isrc -D_GNU_SOURCE -MMD -MP
-LIBS    := -lcrypto -lhiredis -ljansson -lm
+LIBS    := -lcrypto -lhiredis -ljansson -lz -lm
 # libcurl is dlopen()ed by src/frappe/fetch.c on first use (see there).
 LDALL   := $(SANFL) $(LDFLAGS)
 
@@ -78,11 +78,18 @@ bench:
 # The app-handler hosts go to <prefix>/share/realtimed/host, where the
 # installed binary looks for them (next to bin/).
 HOST_FILES := $(wildcard host/*.js host/*.py)
+CLIENT_DIST := tests/node_modules/socket.io-client/dist
 install: $(O)/realtimed
 	install -D -m 0755 $(O)/realtimed $(DESTDIR)$(PREFIX)/bin/realtimed
 	install -D -m 0644 docs/realtimed.8 $(DESTDIR)$(PREFIX)/share/man/man8/realtimed.8
 	install -d $(DESTDIR)$(PREFIX)/share/realtimed/host
 	install -m 0644 $(HOST_FILES) $(DESTDIR)$(PREFIX)/share/realtimed/host/
+	@# the socket.io-client bundle (--serve-client), from the package install-deps brings
+	@if [ -f $(CLIENT_DIST)/socket.io.min.js ]; then \
+	  install -d $(DESTDIR)$(PREFIX)/share/realtimed/client && \
+	  install -m 0644 $(CLIENT_DIST)/socket.io*.js $(CLIENT_DIST)/socket.io*.js.map $(DESTDIR)$(PREFIX)/share/realtimed/client/ && \
+	  sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' $(CLIENT_DIST)/../package.json | head -1 > $(DESTDIR)$(PREFIX)/share/realtimed/client/VERSION; \
+	fi
 
 # docs/realtimed.8 is generated from the options table (tests check it)
 man: $(O)/realtimed

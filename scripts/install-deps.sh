@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PKGS=(
   build-essential clang libclang-rt-14-dev pkg-config
-  libssl-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev
+  libssl-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev zlib1g-dev
   redis-server
   python3 python3-venv python3-socketio python3-websocket python3-requests python3-redis python3-pytest
   python3-uvicorn python3-httpx python3-websockets

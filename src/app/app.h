@@ -42,6 +42,11 @@ typedef struct {
     char *workers;   /* "auto" or 1..APP_MAX_WORKERS; app_workers_count() */
     char *metrics_listen; /* [host:]port of a separate /metrics listener, or NULL */
     char *config;         /* --config FILE */
+    char *cors_origin;    /* origins given CORS headers ("*": reflect any) */
+    char *path;           /* the Socket.IO path, normalised to /x/ */
+    char *serve_client;   /* auto | on | off: the client bundle at <path>socket.io.js */
+    char *client_dir;     /* where the bundle's files are, or NULL (found) */
+    bool http_compression; /* gzip/deflate polling responses of 1 KB and more */
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */
@@ -76,9 +81,16 @@ typedef struct {
     void *metrics;          /* /metrics, /health, /ready (metrics.c) */
     void *metrics_slots;    /* --workers: every worker's counters, shared (metrics.c) */
     bool draining;          /* SIGTERM received: /ready says so */
+    struct bundle *bundle;  /* the client bundle (bundle.c), or NULL */
     int argc;               /* the command line, read again by SIGHUP */
     char **argv;
 } app_t;
+
+/* ---- the socket.io-client bundle (bundle.c) ---- */
+typedef struct bundle bundle_t;
+/* Routes <path>socket.io.js & co. when serve_client says so and the files exist; else NULL. */
+bundle_t *app_bundle_new(app_t *app, http_server_t *http, const char *path);
+void app_bundle_free(bundle_t *b);
 
 /* ---- the service manager (notify.c): sd_notify's protocol ---- */
 void app_notify(const char *msg);  /* "READY=1", "STOPPING=1", ... (no-op without NOTIFY_SOCKET) */

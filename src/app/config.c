@@ -97,6 +97,20 @@ static const opt_t opts[] = {
      "event loops (processes) sharing the port: a number up to 64, or auto (one per online "
      "core). Each has its own sessions, rooms and Redis links; requests of a session are "
      "handed to the worker that owns it"},
+    {"cors_origin", NULL, "REALTIMED_CORS_ORIGIN", T_STR, O(cors_origin), "*", 0, 0, 0,
+     "origins whose pages may use the server (CORS headers reflected), comma-separated, e.g. "
+     "https://erp.example.com; * reflects any Origin, as Frappe's Node server does"},
+    {"path", NULL, "REALTIMED_PATH", T_STR, O(path), "/socket.io/", 0, 0, 0,
+     "the Socket.IO path (socket.io's `path` option); nginx must route it here"},
+    {"serve_client", NULL, "REALTIMED_SERVE_CLIENT", T_STR, O(serve_client), "auto", 0, 0, 0,
+     "serve the socket.io-client bundle at <path>socket.io.js, .min.js, .esm.min.js (and maps), as "
+     "socket.io does: on, off, or auto (on, except in Frappe mode: the desk bundles its own client)"},
+    {"client_dir", NULL, "REALTIMED_CLIENT_DIR", T_STR, O(client_dir), NULL, 0, 0, 0,
+     "folder of the socket.io-client dist files (default: share/realtimed/client beside the binary, "
+     "or the repository's tests/node_modules/socket.io-client/dist)"},
+    {"http_compression", NULL, NULL, T_BOOL, O(http_compression), "1", 0, 1, 0,
+     "gzip or deflate long-polling responses of 1 KB and more when the client accepts it, as "
+     "socket.io's httpCompression (a broadcast is compressed once for its polling members)"},
     {"metrics_listen", NULL, "REALTIMED_METRICS_LISTEN", T_STR, O(metrics_listen), NULL, 0, 0, 0,
      "serve /metrics (and /health, /ready) on this [host:]port instead of the main listener; "
      "with --workers, worker 0 serves it, summing every worker"},
@@ -457,6 +471,17 @@ static int validate(const app_config_t *cfg)
                 APP_MAX_WORKERS);
         return EX_CONFIG;
     }
+    size_t pl = strlen(cfg->path);
+    if (!pl || cfg->path[0] != '/' || pl > 200 || strspn(cfg->path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                    "0123456789-._~/") != pl ||
+        strstr(cfg->path, "//")) {
+        cfg_error("invalid value '%s' for path: expected an absolute URL path such as /socket.io/", cfg->path);
+        return EX_CONFIG;
+    }
+    if (strcmp(cfg->serve_client, "auto") && strcmp(cfg->serve_client, "on") && strcmp(cfg->serve_client, "off")) {
+        cfg_error("invalid value '%s' for serve_client: expected auto, on or off", cfg->serve_client);
+        return EX_CONFIG;
+    }
     if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "json")) {
         cfg_error("invalid value '%s' for log_format: expected text or json", cfg->log_format);
         return EX_CONFIG;
@@ -601,7 +626,16 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
         if (!flag_set[opt_index("ping_timeout")]) cfg->ping_timeout = 200;
         if (!flag_set[opt_index("connect_timeout")]) cfg->connect_timeout = 1000;
     }
-    return validate(cfg);
+    if ((rc = validate(cfg))) return rc;
+    size_t pl = strlen(cfg->path);
+    if (cfg->path[pl - 1] != '/') { /* socket.io's "/x" serves /x/ */
+        char *p = rt_malloc(pl + 2);
+        memcpy(p, cfg->path, pl);
+        p[pl] = '/', p[pl + 1] = 0;
+        free(cfg->path);
+        cfg->path = p;
+    }
+    return 0;
 }
 
 /* Prints a Redis URL with its password masked, wherever it is: in the
@@ -720,6 +754,7 @@ void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
     eo->max_payload = (size_t)cfg->max_payload;
     eo->max_buffered = (size_t)cfg->out_hard_limit;
     eo->max_sessions = (size_t)cfg->max_sessions;
+    eo->http_compression = cfg->http_compression ? 1024 : 0;
     sio_options_default(so);
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;

@@ -169,7 +169,7 @@ int conformance_start(app_t *app)
     static const eio_handler_t echo = {echo_open, echo_message, echo_close};
     app->eio_echo = eio_server_new(app->http, "/engine.io/", &eo, &echo, app);
 
-    app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
+    app->sio = sio_server_new(app->http, app->cfg.path, &eo, &so);
     static const sio_nsp_handler_t h = {.on_connect = on_connect, .on_event = on_event};
     static const sio_nsp_handler_t ph = {.on_connect_request = private_request, .on_connect = on_connect,
                                          .on_event = on_event};

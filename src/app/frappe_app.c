@@ -133,7 +133,7 @@ int frappe_start(app_t *app)
     eio_options_t eo;
     sio_options_t so;
     app_protocol_options(app, &eo, &so);
-    app->sio = sio_server_new(app->http, "/socket.io/", &eo, &so);
+    app->sio = sio_server_new(app->http, cfg->path, &eo, &so);
     if (cfg->static_dir) {
         char err[256];
         app->statics = http_static_new(cfg->static_dir, err, sizeof err);

@@ -246,6 +246,7 @@ int app_serve(app_t *app)
     http_options_default(&ho);
     ho.max_body = (size_t)app->cfg.max_payload;
     ho.cors = true; /* Frappe: cors {origin: true, credentials: true} */
+    ho.cors_origins = app->cfg.cors_origin;
     app->http = http_server_new(app->loop, &ho);
 
     sig_watch_t sw = {.app = app};
@@ -256,6 +257,7 @@ int app_serve(app_t *app)
     rc = app->cfg.conformance ? conformance_start(app) : frappe_start(app);
     if (rc) goto out;
 
+    app->bundle = app_bundle_new(app, app->http, app->cfg.path);
     char err[256];
     if (metrics_start(app, err, sizeof err) < 0) {
         fprintf(stderr, "realtimed: %s\n", err);
@@ -327,6 +329,7 @@ out:
     net_loop_close_all(app->loop); /* what did not finish in time */
     net_listener_close(app->listener);
     metrics_free(app);
+    app_bundle_free(app->bundle);
     http_server_free(app->http);
     net_loop_free(app->loop);
     return rc;

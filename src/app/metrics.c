@@ -164,6 +164,7 @@ static void sum_into(metrics_snap_t *t, const metrics_snap_t *m)
     ADD(net.handed_off), ADD(net.conns);
     for (int i = 0; i < 2; i++) ADD(eio.handshakes[i]);
     ADD(eio.upgrades), ADD(eio.refused_full), ADD(eio.polling_overflow), ADD(eio.ws_sessions);
+    ADD(eio.compressed), ADD(eio.compressed_in), ADD(eio.compressed_out);
     for (int i = 0; i < EIO_REASONS; i++) ADD(eio.closes[i]);
     ADD(sio.connects), ADD(sio.connect_errors), ADD(sio.disconnects), ADD(sio.events_in), ADD(sio.broadcasts);
     ADD(sio.deliveries), ADD(sio.protocol_errors), ADD(sio.evicted), ADD(sio.invalid_namespace);
@@ -385,6 +386,13 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
     one(b, "realtimed_events_in_total", "counter", "Events received from clients.", t->sio.events_in);
     one(b, "realtimed_broadcasts_total", "counter", "Messages fanned out to rooms.", t->sio.broadcasts);
     one(b, "realtimed_deliveries_total", "counter", "Messages queued to sockets by broadcasts.", t->sio.deliveries);
+    one(b, "realtimed_http_compressed_total", "counter", "Polling responses sent gzip/deflate compressed.",
+        t->eio.compressed);
+    head(b, "realtimed_http_compressed_bytes_total", "counter", "Bytes of those responses before and after compression.");
+    rt_buf_printf(b, "realtimed_http_compressed_bytes_total{stage=\"before\"} %llu\n",
+                  (unsigned long long)t->eio.compressed_in);
+    rt_buf_printf(b, "realtimed_http_compressed_bytes_total{stage=\"after\"} %llu\n",
+                  (unsigned long long)t->eio.compressed_out);
     one(b, "realtimed_bytes_received_total", "counter", "Bytes read from clients.", t->net.bytes_in);
     one(b, "realtimed_bytes_sent_total", "counter", "Bytes written to clients.", t->net.bytes_out);
     one(b, "realtimed_slow_consumer_closes_total", "counter",

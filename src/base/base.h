@@ -69,6 +69,13 @@ typedef struct {
 #define RT_SLICE_NULL ((rt_slice_t){NULL, 0})
 static inline rt_slice_t rt_slice(const char *p, size_t n) { return (rt_slice_t){p, n}; }
 static inline rt_slice_t rt_slice_cstr(const char *s) { return (rt_slice_t){s, s ? strlen(s) : 0}; }
+/* Without leading and trailing spaces and tabs. */
+static inline rt_slice_t rt_slice_trim(rt_slice_t s)
+{
+    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.n--;
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t')) s.n--;
+    return s;
+}
 static inline bool rt_slice_eq(rt_slice_t a, rt_slice_t b)
 {
     return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);

@@ -80,6 +80,14 @@ struct eio_server {
     rt_pool_t session_pool;
     rt_pool_t qpkts; /* polling queue nodes: no allocation per delivery */
     eio_stats_t stats;
+    /* The last single-packet payload compressed: the polling members of one
+     * broadcast are answered in the same turn with the same chunk, so it is
+     * compressed once for all of them. Holds a reference to its source. */
+    struct {
+        rt_chunk_t *src, *out;
+        uint32_t off, len;
+        int enc;
+    } zc;
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
@@ -94,6 +102,7 @@ void eio_options_default(eio_options_t *o)
     o->websocket = true;
     o->max_sessions = 100000;
     o->max_buffered = 16 << 20;
+    o->http_compression = 1024;
 }
 
 /* ---- packet queue (polling) ---- */
@@ -172,6 +181,38 @@ static void respond_code(http_conn_t *hc, int code, const char *msg)
 }
 
 static const char GET_HEADERS[] = "Cache-Control: no-store\r\n";
+static const char GET_HEADERS_GZIP[] = "Cache-Control: no-store\r\nContent-Encoding: gzip\r\n";
+static const char GET_HEADERS_DEFLATE[] = "Cache-Control: no-store\r\nContent-Encoding: deflate\r\n";
+
+/* A polling response of one text packet: a reference to its chunk, or its
+ * compressed form (made once per chunk and encoding, see zc). */
+static void respond_payload(eio_server_t *srv, http_conn_t *hc, rt_chunk_t *ch, uint32_t off, uint32_t len)
+{
+    int enc = http_conn_encoding(hc);
+    if (!enc || !srv->opt.http_compression || len < srv->opt.http_compression) {
+        http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", ch, off, len, GET_HEADERS);
+        return;
+    }
+    if (!(srv->zc.src == ch && srv->zc.off == off && srv->zc.len == len && srv->zc.enc == enc)) {
+        rt_buf_t z = {0};
+        if (http_compress(enc, ch->data + off, len, &z) < 0) {
+            rt_buf_free(&z);
+            http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", ch, off, len, GET_HEADERS);
+            return;
+        }
+        rt_chunk_unref(srv->zc.src);
+        rt_chunk_unref(srv->zc.out);
+        srv->zc.src = rt_chunk_ref(ch);
+        srv->zc.out = rt_chunk_from_buf(&z);
+        srv->zc.off = off, srv->zc.len = len, srv->zc.enc = enc;
+        rt_buf_free(&z);
+    }
+    srv->stats.compressed++;
+    srv->stats.compressed_in += len;
+    srv->stats.compressed_out += srv->zc.out->len;
+    http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", srv->zc.out, 0, srv->zc.out->len,
+                       enc == HTTP_ENC_GZIP ? GET_HEADERS_GZIP : GET_HEADERS_DEFLATE);
+}
 
 static void respond_text(http_conn_t *hc, const char *text)
 {
@@ -194,8 +235,7 @@ static void drain_to_get(eio_session_t *s)
     }
     s->get = NULL;
     if (nlive == 1 && !live->binary) {
-        http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", live->chunk, live->off, live->len,
-                           GET_HEADERS);
+        respond_payload(s->srv, hc, live->chunk, live->off, live->len);
         q_clear(s);
         return;
     }
@@ -213,7 +253,19 @@ static void drain_to_get(eio_session_t *s)
         }
     }
     q_clear(s);
-    http_respond(hc, 200, "text/plain; charset=UTF-8", b->data, b->len, GET_HEADERS);
+    int enc = http_conn_encoding(hc);
+    rt_buf_t z = {0};
+    if (enc && s->srv->opt.http_compression && b->len >= s->srv->opt.http_compression &&
+        http_compress(enc, b->data, b->len, &z) == 0) {
+        s->srv->stats.compressed++;
+        s->srv->stats.compressed_in += b->len;
+        s->srv->stats.compressed_out += z.len;
+        http_respond(hc, 200, "text/plain; charset=UTF-8", z.data, z.len,
+                     enc == HTTP_ENC_GZIP ? GET_HEADERS_GZIP : GET_HEADERS_DEFLATE);
+    } else {
+        http_respond(hc, 200, "text/plain; charset=UTF-8", b->data, b->len, GET_HEADERS);
+    }
+    rt_buf_free(&z);
     if (b->cap > 1 << 20) rt_buf_free(b);
 }
 
@@ -735,6 +787,8 @@ void eio_server_free(eio_server_t *srv)
     rt_assert(srv->sessions.count == 0);
     rt_map_free(&srv->sessions);
     rt_buf_free(&srv->scratch);
+    rt_chunk_unref(srv->zc.src);
+    rt_chunk_unref(srv->zc.out);
     rt_pool_destroy(&srv->session_pool);
     rt_pool_destroy(&srv->qpkts);
     free(srv);

@@ -22,6 +22,8 @@ typedef struct {
     size_t max_sessions;      /* handshakes beyond get 503 (default 100000; 0 = unlimited) */
     size_t max_buffered;      /* bytes queued for a polling client that does not poll
                                  before its session is closed (default 16 MiB) */
+    size_t http_compression;  /* polling responses of at least this many bytes are gzip/deflate
+                                 compressed when the client accepts it (default 1024; 0: never) */
     /* Every sid made here starts with this (then 20 random characters): it
      * names the process that owns the session (--node-id, worker tag). */
     char sid_prefix[EIO_SID_PREFIX_MAX + 1];
@@ -70,6 +72,7 @@ typedef struct {
     uint64_t polling_overflow;       /* sessions closed for not polling their queue */
     uint64_t closes[EIO_REASONS];    /* sessions ended, by reason */
     uint64_t ws_sessions;            /* open sessions on WebSocket (the rest poll) */
+    uint64_t compressed, compressed_in, compressed_out; /* polling responses compressed; bytes before, after */
 } eio_stats_t;
 const eio_stats_t *eio_server_stats(const eio_server_t *srv);
 /* SIGHUP: new limits (open sessions beyond max_sessions stay). */

@@ -23,7 +23,7 @@ typedef struct {
 struct http_server {
     net_loop_t *loop;
     http_options_t opt;
-    http_route_t routes[16];
+    http_route_t routes[32];
     int nroutes;
 };
 
@@ -41,6 +41,7 @@ struct http_conn {
     const char *req_end;       /* during dispatch: where this request ends */
     void (*on_abort)(http_conn_t *hc, void *ud);
     void *abort_ud;
+    uint8_t accept_enc; /* the current request's best Accept-Encoding (HTTP_ENC_*) */
 };
 
 void http_options_default(http_options_t *o)
@@ -240,6 +241,7 @@ void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void
 }
 
 bool http_conn_has_pending(const http_conn_t *hc) { return hc->busy; }
+int http_conn_encoding(const http_conn_t *hc) { return hc->accept_enc; }
 
 void http_conn_no_cors(http_conn_t *hc)
 {
@@ -297,9 +299,26 @@ static void cors_preflight(http_conn_t *hc, const http_request_t *req)
         rt_buf_append_slice(&extra, rh);
         rt_buf_append_cstr(&extra, "\r\nVary: Access-Control-Request-Headers\r\n");
     }
+    /* no (reflected) Origin: what the cors middleware still says */
+    if (!hc->origin) rt_buf_append_cstr(&extra, "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
     rt_buf_putc(&extra, 0);
     http_respond(hc, 204, NULL, "", 0, extra.data);
     rt_buf_free(&extra);
+}
+
+/* --cors-origin: is origin one of the listed ones (exact, ASCII case-insensitive)? */
+static bool origin_allowed(const http_server_t *srv, rt_slice_t origin)
+{
+    const char *list = srv->opt.cors_origins;
+    if (!list || !strcmp(list, "*")) return true;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - p) == origin.n && e > p && rt_slice_case_eq_slice(rt_slice(p, origin.n), origin)) return true;
+        p = e;
+    }
+    return false;
 }
 
 static void dispatch(http_conn_t *hc, const http_request_t *req, rt_slice_t body)
@@ -308,14 +327,18 @@ static void dispatch(http_conn_t *hc, const http_request_t *req, rt_slice_t body
     hc->busy = true;
     hc->keep_alive = req->keep_alive;
     hc->head_method = rt_slice_eq_cstr(req->method, "HEAD");
+    hc->accept_enc = (uint8_t)http_accepted_encoding(req);
     rt_slice_t origin = http_header_get(req, "origin");
-    if (srv->opt.cors && origin.p && origin.n && origin.n < 1024) {
+    if (srv->opt.cors && origin.p && origin.n && origin.n < 1024 && origin_allowed(srv, origin)) {
         bool clean = true; /* never reflect CR/LF or other controls into headers */
         for (size_t i = 0; i < origin.n; i++)
             if ((unsigned char)origin.p[i] < 0x20 || origin.p[i] == 0x7f) clean = false;
         if (clean) hc->origin = rt_strndup(origin.p, origin.n);
     }
-    if (srv->opt.cors && hc->origin && rt_slice_eq_cstr(req->method, "OPTIONS")) {
+    /* Every OPTIONS is a preflight, with or without (an allowed) Origin: the
+     * answer the cors middleware of socket.io gives (204, no Allow-Origin
+     * for an origin it does not reflect). */
+    if (srv->opt.cors && rt_slice_eq_cstr(req->method, "OPTIONS")) {
         cors_preflight(hc, req);
         return;
     }

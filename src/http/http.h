@@ -16,6 +16,8 @@ typedef struct {
     size_t max_head;          /* request line + headers (default 16 KiB) -> 431 */
     size_t max_body;          /* Content-Length limit (default 1,000,000) -> 413 */
     bool cors;                /* reflect Origin with credentials, answer preflights */
+    const char *cors_origins; /* with cors: comma-separated origins reflected (others get no CORS
+                                 headers); NULL or "*": every origin. Borrowed. */
     unsigned head_timeout_ms; /* a request head must complete within (default 10 s) */
     unsigned idle_timeout_ms; /* keep-alive idle connections are closed after (default 60 s) */
 } http_options_t;
@@ -59,11 +61,21 @@ void http_respond_chunk(http_conn_t *hc, int status, const char *content_type, r
 void http_respond_error(http_conn_t *hc, int status, const char *msg);
 const char *http_status_reason(int status);
 
+/* ---- Content-Encoding (http_encoding.c) ---- */
+enum { HTTP_ENC_IDENTITY = 0, HTTP_ENC_GZIP, HTTP_ENC_DEFLATE };
+/* The best encoding of ours the request's Accept-Encoding allows. */
+int http_accepted_encoding(const http_request_t *req);
+const char *http_encoding_name(int enc);
+/* Appends the whole of in, compressed (gzip, or zlib-wrapped deflate), to out; -1 on failure. */
+int http_compress(int enc, const void *in, size_t n, rt_buf_t *out);
+
 /* Parking: after returning from the handler without responding, the request
  * stays open. on_abort (if set) is called once if the client goes away
  * before the answer; hc is invalid after it returns. */
 void http_conn_set_abort(http_conn_t *hc, void (*on_abort)(http_conn_t *hc, void *ud), void *ud);
 bool http_conn_has_pending(const http_conn_t *hc);
+/* The request's best accepted Content-Encoding (HTTP_ENC_*), kept while it is parked. */
+int http_conn_encoding(const http_conn_t *hc);
 /* This answer carries no CORS headers (whatever the server's option): a web
  * page of another origin cannot read it. */
 void http_conn_no_cors(http_conn_t *hc);
