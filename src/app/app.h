@@ -47,6 +47,7 @@ typedef struct {
     char *serve_client;   /* auto | on | off: the client bundle at <path>socket.io.js */
     char *client_dir;     /* where the bundle's files are, or NULL (found) */
     bool http_compression; /* gzip/deflate polling responses of 1 KB and more */
+    bool per_message_deflate; /* WebSocket permessage-deflate */
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */

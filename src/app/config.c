@@ -111,6 +111,10 @@ static const opt_t opts[] = {
     {"http_compression", NULL, NULL, T_BOOL, O(http_compression), "1", 0, 1, 0,
      "gzip or deflate long-polling responses of 1 KB and more when the client accepts it, as "
      "socket.io's httpCompression (a broadcast is compressed once for its polling members)"},
+    {"per_message_deflate", NULL, NULL, T_BOOL, O(per_message_deflate), "0", 0, 1, 0,
+     "accept WebSocket permessage-deflate (off, as in socket.io): text messages of 1 KB and more go "
+     "out compressed, without context takeover, so a broadcast is compressed once and the same "
+     "frame is shared by every member that negotiated it"},
     {"metrics_listen", NULL, "REALTIMED_METRICS_LISTEN", T_STR, O(metrics_listen), NULL, 0, 0, 0,
      "serve /metrics (and /health, /ready) on this [host:]port instead of the main listener; "
      "with --workers, worker 0 serves it, summing every worker"},
@@ -755,6 +759,7 @@ void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
     eo->max_buffered = (size_t)cfg->out_hard_limit;
     eo->max_sessions = (size_t)cfg->max_sessions;
     eo->http_compression = cfg->http_compression ? 1024 : 0;
+    eo->per_message_deflate = cfg->per_message_deflate ? 1024 : 0;
     sio_options_default(so);
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;

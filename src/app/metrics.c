@@ -165,6 +165,7 @@ static void sum_into(metrics_snap_t *t, const metrics_snap_t *m)
     for (int i = 0; i < 2; i++) ADD(eio.handshakes[i]);
     ADD(eio.upgrades), ADD(eio.refused_full), ADD(eio.polling_overflow), ADD(eio.ws_sessions);
     ADD(eio.compressed), ADD(eio.compressed_in), ADD(eio.compressed_out);
+    ADD(eio.deflated), ADD(eio.deflated_in), ADD(eio.deflated_out), ADD(eio.deflate_sessions);
     for (int i = 0; i < EIO_REASONS; i++) ADD(eio.closes[i]);
     ADD(sio.connects), ADD(sio.connect_errors), ADD(sio.disconnects), ADD(sio.events_in), ADD(sio.broadcasts);
     ADD(sio.deliveries), ADD(sio.protocol_errors), ADD(sio.evicted), ADD(sio.invalid_namespace);
@@ -393,6 +394,13 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
                   (unsigned long long)t->eio.compressed_in);
     rt_buf_printf(b, "realtimed_http_compressed_bytes_total{stage=\"after\"} %llu\n",
                   (unsigned long long)t->eio.compressed_out);
+    one(b, "realtimed_ws_deflate_connections", "gauge", "WebSocket sessions that negotiated permessage-deflate.",
+        t->eio.deflate_sessions);
+    one(b, "realtimed_ws_deflated_total", "counter", "WebSocket messages deflated (a broadcast counts once).",
+        t->eio.deflated);
+    head(b, "realtimed_ws_deflated_bytes_total", "counter", "Bytes of those messages before and after deflate.");
+    rt_buf_printf(b, "realtimed_ws_deflated_bytes_total{stage=\"before\"} %llu\n", (unsigned long long)t->eio.deflated_in);
+    rt_buf_printf(b, "realtimed_ws_deflated_bytes_total{stage=\"after\"} %llu\n", (unsigned long long)t->eio.deflated_out);
     one(b, "realtimed_bytes_received_total", "counter", "Bytes read from clients.", t->net.bytes_in);
     one(b, "realtimed_bytes_sent_total", "counter", "Bytes written to clients.", t->net.bytes_out);
     one(b, "realtimed_slow_consumer_closes_total", "counter",

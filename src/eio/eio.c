@@ -13,6 +13,8 @@
  * plus the free run from the task, later in the same loop turn. */
 #include "eio.h"
 
+#include <zlib.h>
+
 #include <stdio.h>
 
 const char EIO_REASON_TRANSPORT_CLOSE[] = "transport close";
@@ -65,6 +67,7 @@ struct eio_session {
     rt_map_t *keyed;        /* key -> queued packet, while keyed packets are queued */
     eio_reason_t reason;
     bool was_ws;            /* counted in stats.ws_sessions */
+    bool was_deflate;       /* counted in stats.deflate_sessions */
     char sid[SID_MAX + 1];
     uint8_t sid_len;
 };
@@ -88,6 +91,8 @@ struct eio_server {
         uint32_t off, len;
         int enc;
     } zc;
+    z_stream *deflater; /* permessage-deflate: one stream, reset for each message */
+    http_compressor_t *gz; /* polling responses: gzip/deflate streams, reset for each */
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
 };
 
@@ -103,6 +108,53 @@ void eio_options_default(eio_options_t *o)
     o->max_sessions = 100000;
     o->max_buffered = 16 << 20;
     o->http_compression = 1024;
+}
+
+/* ---- permessage-deflate ----
+ * One raw deflate of a whole message, without context takeover: the frame
+ * is decodable by any member that negotiated the extension, so a broadcast
+ * is compressed once. Returns a chunk holding the framed message (RSV1), or
+ * NULL when deflating does not pay (or fails): the plain frame goes then. */
+static rt_chunk_t *deflate_frame(eio_server_t *srv, uint8_t opcode, char prefix, const char *p, size_t n)
+{
+    z_stream *z = srv->deflater;
+    if (!z) {
+        z = rt_calloc(1, sizeof *z);
+        if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(z);
+            return NULL;
+        }
+        srv->deflater = z;
+    } else {
+        deflateReset(z);
+    }
+    size_t total = n + (prefix ? 1 : 0), bound = deflateBound(z, (uLong)total) + 16;
+    rt_chunk_t *ch = rt_chunk_new(WS_MAX_HEADER + bound);
+    uint8_t *out = (uint8_t *)ch->data + WS_MAX_HEADER;
+    z->next_out = out;
+    z->avail_out = (uInt)bound;
+    if (prefix) {
+        z->next_in = (Bytef *)&prefix;
+        z->avail_in = 1;
+        deflate(z, Z_NO_FLUSH);
+    }
+    z->next_in = (Bytef *)(uintptr_t)p;
+    z->avail_in = (uInt)n;
+    int r = deflate(z, Z_SYNC_FLUSH);
+    size_t zn = bound - z->avail_out;
+    /* a sync flush ends with 00 00 ff ff, which the receiver adds back */
+    if (r != Z_OK || z->avail_in || zn < 4 || memcmp(out + zn - 4, "\x00\x00\xff\xff", 4) || zn - 4 >= total) {
+        rt_chunk_unref(ch);
+        return NULL;
+    }
+    zn -= 4;
+    size_t h = ws_frame_header_before(out, (uint8_t)(opcode | WS_RSV1), zn);
+    memmove(ch->data, out - h, h + zn);
+    ch->len = (uint32_t)(h + zn);
+    srv->stats.deflated++;
+    srv->stats.deflated_in += total;
+    srv->stats.deflated_out += zn;
+    return ch;
 }
 
 /* ---- packet queue (polling) ---- */
@@ -195,7 +247,8 @@ static void respond_payload(eio_server_t *srv, http_conn_t *hc, rt_chunk_t *ch, 
     }
     if (!(srv->zc.src == ch && srv->zc.off == off && srv->zc.len == len && srv->zc.enc == enc)) {
         rt_buf_t z = {0};
-        if (http_compress(enc, ch->data + off, len, &z) < 0) {
+        if (!srv->gz) srv->gz = http_compressor_new();
+        if (http_compressor_run(srv->gz, enc, ch->data + off, len, &z) < 0) {
             rt_buf_free(&z);
             http_respond_chunk(hc, 200, "text/plain; charset=UTF-8", ch, off, len, GET_HEADERS);
             return;
@@ -256,7 +309,7 @@ static void drain_to_get(eio_session_t *s)
     int enc = http_conn_encoding(hc);
     rt_buf_t z = {0};
     if (enc && s->srv->opt.http_compression && b->len >= s->srv->opt.http_compression &&
-        http_compress(enc, b->data, b->len, &z) == 0) {
+        (s->srv->gz || (s->srv->gz = http_compressor_new())) && http_compressor_run(s->srv->gz, enc, b->data, b->len, &z) == 0) {
         s->srv->stats.compressed++;
         s->srv->stats.compressed_in += b->len;
         s->srv->stats.compressed_out += z.len;
@@ -293,7 +346,14 @@ void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t le
 {
     if (s->closed) return;
     if (s->ws) {
-        if (binary) {
+        rt_chunk_t *z = NULL;
+        if (!binary && s->srv->opt.per_message_deflate && len + 1 >= s->srv->opt.per_message_deflate &&
+            ws_deflate(s->ws))
+            z = deflate_frame(s->srv, WS_OP_TEXT, '4', data, len);
+        if (z) {
+            ws_send_framed(s->ws, z, 0, z->len);
+            rt_chunk_unref(z);
+        } else if (binary) {
             ws_send(s->ws, true, data, len);
         } else {
             rt_chunk_t *f = rt_chunk_new(WS_MAX_HEADER + 1 + len);
@@ -327,18 +387,29 @@ eio_shared_t eio_shared_from_buf(rt_buf_t *b)
     ch->data[WS_MAX_HEADER] = '4';
     size_t h = ws_frame_header_before((uint8_t *)ch->data + WS_MAX_HEADER, WS_OP_TEXT, payload + 1);
     b->len = 0;
-    return (eio_shared_t){ch, (uint32_t)(WS_MAX_HEADER - h), WS_MAX_HEADER};
+    return (eio_shared_t){.chunk = ch, .ws_off = (uint32_t)(WS_MAX_HEADER - h), .msg_off = WS_MAX_HEADER};
 }
 
-void eio_session_send_shared(eio_session_t *s, const eio_shared_t *m)
+void eio_session_send_shared(eio_session_t *s, eio_shared_t *m)
 {
     eio_session_send_latest(s, m, 0);
 }
 
-void eio_session_send_latest(eio_session_t *s, const eio_shared_t *m, uint64_t key)
+void eio_session_send_latest(eio_session_t *s, eio_shared_t *m, uint64_t key)
 {
     if (s->closed) return;
     if (s->ws) {
+        size_t len = m->chunk->len - m->msg_off;
+        if (s->was_deflate && len >= s->srv->opt.per_message_deflate && ws_deflate(s->ws)) {
+            if (!m->ztried) { /* the first member that takes it compresses for all */
+                m->ztried = true;
+                m->zchunk = deflate_frame(s->srv, WS_OP_TEXT, 0, m->chunk->data + m->msg_off, len);
+            }
+            if (m->zchunk) {
+                ws_send_framed(s->ws, m->zchunk, 0, m->zchunk->len);
+                return;
+            }
+        }
         ws_send_framed(s->ws, m->chunk, m->ws_off, m->chunk->len - m->ws_off);
         return;
     }
@@ -403,6 +474,7 @@ void eio_session_close(eio_session_t *s)
     if (!s->reason) s->reason = EIO_REASON_SERVER_CLOSE;
     rt_map_del(&srv->sessions, rt_slice(s->sid, s->sid_len));
     if (s->was_ws) srv->stats.ws_sessions--;
+    if (s->was_deflate) srv->stats.deflate_sessions--;
     for (int i = 0; i < EIO_REASONS; i++)
         if (s->reason == eio_reasons[i]) srv->stats.closes[i]++;
     net_timer_stop(&s->ping);
@@ -564,6 +636,7 @@ static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
         s->ws = u->ws;
         s->was_ws = true;
         s->srv->stats.ws_sessions++;
+        if (ws_deflate(s->ws)) s->was_deflate = true, s->srv->stats.deflate_sessions++;
         s->srv->stats.upgrades++;
         free(u);
         ws_set_handler(s->ws, &ws_main_handler);
@@ -701,9 +774,11 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
         rt_buf_t b = {0};
         build_handshake(srv, &b, s->sid, is_ws);
         if (is_ws) {
-            s->ws = ws_accept(hc, req, &ws_main_handler, s, srv->opt.max_payload, b.data, b.len);
+            s->ws = ws_accept_ex(hc, req, &ws_main_handler, s, srv->opt.max_payload,
+                                 srv->opt.per_message_deflate != 0, b.data, b.len);
             s->was_ws = true;
             srv->stats.ws_sessions++;
+            if (ws_deflate(s->ws)) s->was_deflate = true, srv->stats.deflate_sessions++;
             srv->h.on_open(s, req, srv->ud);
         } else {
             srv->h.on_open(s, req, srv->ud);
@@ -738,7 +813,8 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             return;
         }
         eio_upgrade_t *u = rt_calloc(1, sizeof *u);
-        u->ws = ws_accept(hc, req, &ws_probe_handler, s, srv->opt.max_payload, NULL, 0);
+        u->ws = ws_accept_ex(hc, req, &ws_probe_handler, s, srv->opt.max_payload, srv->opt.per_message_deflate != 0,
+                             NULL, 0);
         net_timer_init(&u->timer, upgrade_timeout);
         net_timer_start(srv->loop, &u->timer, srv->opt.upgrade_timeout);
         s->upgrade = u;
@@ -789,6 +865,11 @@ void eio_server_free(eio_server_t *srv)
     rt_buf_free(&srv->scratch);
     rt_chunk_unref(srv->zc.src);
     rt_chunk_unref(srv->zc.out);
+    if (srv->deflater) {
+        deflateEnd(srv->deflater);
+        free(srv->deflater);
+    }
+    http_compressor_free(srv->gz);
     rt_pool_destroy(&srv->session_pool);
     rt_pool_destroy(&srv->qpkts);
     free(srv);

@@ -24,6 +24,9 @@ typedef struct {
                                  before its session is closed (default 16 MiB) */
     size_t http_compression;  /* polling responses of at least this many bytes are gzip/deflate
                                  compressed when the client accepts it (default 1024; 0: never) */
+    size_t per_message_deflate; /* 0 (default): off; else WebSocket permessage-deflate is
+                                   accepted and text messages of at least this many bytes are
+                                   sent compressed (a broadcast once for all its members) */
     /* Every sid made here starts with this (then 20 random characters): it
      * names the process that owns the session (--node-id, worker tag). */
     char sid_prefix[EIO_SID_PREFIX_MAX + 1];
@@ -73,6 +76,8 @@ typedef struct {
     uint64_t closes[EIO_REASONS];    /* sessions ended, by reason */
     uint64_t ws_sessions;            /* open sessions on WebSocket (the rest poll) */
     uint64_t compressed, compressed_in, compressed_out; /* polling responses compressed; bytes before, after */
+    uint64_t deflated, deflated_in, deflated_out;       /* WebSocket messages deflated (once each); bytes */
+    uint64_t deflate_sessions;                          /* open sessions that negotiated permessage-deflate */
 } eio_stats_t;
 const eio_stats_t *eio_server_stats(const eio_server_t *srv);
 /* SIGHUP: new limits (open sessions beyond max_sessions stay). */
@@ -99,6 +104,10 @@ void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t le
 typedef struct {
     rt_chunk_t *chunk;
     uint32_t ws_off, msg_off;
+    /* permessage-deflate: the same message deflated and framed (RSV1), made
+     * for the first member that negotiated it, then shared by all of them */
+    rt_chunk_t *zchunk;
+    bool ztried;
 } eio_shared_t;
 /* Bytes to reserve at the front of a buffer before encoding a payload that
  * eio_shared_from_buf() turns into a shared message. */
@@ -109,14 +118,15 @@ eio_shared_t eio_shared_from_buf(rt_buf_t *b);
 static inline void eio_shared_release(eio_shared_t *m)
 {
     rt_chunk_unref(m->chunk);
-    m->chunk = NULL;
+    rt_chunk_unref(m->zchunk);
+    m->chunk = m->zchunk = NULL;
 }
-void eio_session_send_shared(eio_session_t *s, const eio_shared_t *m);
+void eio_session_send_shared(eio_session_t *s, eio_shared_t *m);
 /* The same for a message that supersedes the previous one with the same
  * key (non-zero), e.g. the latest viewer list of a document: a polling
  * client that has not fetched the previous one yet gets only this one, in
  * the queue's order of now. WebSocket clients get every one. */
-void eio_session_send_latest(eio_session_t *s, const eio_shared_t *m, uint64_t key);
+void eio_session_send_latest(eio_session_t *s, eio_shared_t *m, uint64_t key);
 
 /* Ends the session (reason EIO_REASON_SERVER_CLOSE): a parked GET gets "1",
  * a WebSocket gets a close frame. on_close follows at once. */

@@ -68,6 +68,11 @@ int http_accepted_encoding(const http_request_t *req);
 const char *http_encoding_name(int enc);
 /* Appends the whole of in, compressed (gzip, or zlib-wrapped deflate), to out; -1 on failure. */
 int http_compress(int enc, const void *in, size_t n, rt_buf_t *out);
+/* The same with streams kept between calls (for bodies compressed often). */
+typedef struct http_compressor http_compressor_t;
+http_compressor_t *http_compressor_new(void);
+void http_compressor_free(http_compressor_t *c);
+int http_compressor_run(http_compressor_t *c, int enc, const void *in, size_t n, rt_buf_t *out);
 
 /* Parking: after returning from the handler without responding, the request
  * stays open. on_abort (if set) is called once if the client goes away

@@ -76,3 +76,44 @@ int http_compress(int enc, const void *in, size_t n, rt_buf_t *out)
     out->len += produced;
     return 0;
 }
+
+/* ---- a reusable compressor: deflateInit allocates and clears ~256 KiB,
+ * deflateReset only what a new stream needs ---- */
+struct http_compressor {
+    z_stream z[2]; /* gzip, deflate */
+    bool init[2];
+};
+
+http_compressor_t *http_compressor_new(void) { return rt_calloc(1, sizeof(http_compressor_t)); }
+
+void http_compressor_free(http_compressor_t *c)
+{
+    if (!c) return;
+    for (int i = 0; i < 2; i++)
+        if (c->init[i]) deflateEnd(&c->z[i]);
+    free(c);
+}
+
+int http_compressor_run(http_compressor_t *c, int enc, const void *in, size_t n, rt_buf_t *out)
+{
+    if (enc != HTTP_ENC_GZIP && enc != HTTP_ENC_DEFLATE) return -1;
+    int i = enc == HTTP_ENC_GZIP ? 0 : 1;
+    z_stream *z = &c->z[i];
+    if (!c->init[i]) {
+        if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, i == 0 ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            return -1;
+        c->init[i] = true;
+    } else if (deflateReset(z) != Z_OK) {
+        return -1;
+    }
+    size_t bound = deflateBound(z, (uLong)n);
+    rt_buf_reserve(out, bound);
+    z->next_in = (Bytef *)(uintptr_t)in;
+    z->avail_in = (uInt)n;
+    z->next_out = (Bytef *)out->data + out->len;
+    z->avail_out = (uInt)bound;
+    int r = deflate(z, Z_FINISH);
+    if (r != Z_STREAM_END) return -1;
+    out->len += bound - z->avail_out;
+    return 0;
+}

@@ -358,7 +358,7 @@ void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, 
 }
 
 /* ---- broadcast: encode once, frame once, reference N times ---- */
-static inline void deliver(sio_socket_t *s, const eio_shared_t *m, uint64_t key)
+static inline void deliver(sio_socket_t *s, eio_shared_t *m, uint64_t key)
 {
     if (s->client && s->client->eio) eio_session_send_latest(s->client->eio, m, key);
 }

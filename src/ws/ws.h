@@ -28,6 +28,16 @@ const char *ws_handshake_check(const http_request_t *req);
 ws_conn_t *ws_accept(http_conn_t *hc, const http_request_t *req, const ws_handler_t *h,
                      void *ud, size_t max_message, const char *first_frame_text, size_t first_len);
 
+/* The same; with deflate_ok, a permessage-deflate offer is accepted (no
+ * context takeover either way): client messages may then come compressed
+ * (inflated here, within max_message), and ws_deflate() says the peer takes
+ * frames framed with WS_RSV1 and deflated (ws_deflate_frame). */
+ws_conn_t *ws_accept_ex(http_conn_t *hc, const http_request_t *req, const ws_handler_t *h, void *ud,
+                        size_t max_message, bool deflate_ok, const char *first_frame_text, size_t first_len);
+bool ws_deflate(const ws_conn_t *ws);
+/* A Sec-WebSocket-Extensions value has an acceptable permessage-deflate offer (exposed for tests). */
+bool ws_deflate_offered(rt_slice_t value);
+
 void *ws_data(const ws_conn_t *ws);
 void ws_set_data(ws_conn_t *ws, void *ud);
 void ws_set_handler(ws_conn_t *ws, const ws_handler_t *h);

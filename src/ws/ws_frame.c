@@ -59,8 +59,11 @@ int ws_decode(ws_decoder_t *d, uint8_t *buf, size_t len, ws_event_t *ev, uint16_
     bool masked = buf[1] & 0x80;
     uint64_t plen = buf[1] & 0x7f;
 
-    if (buf[0] & 0x70) return ws_fail(close_code, WS_CLOSE_PROTOCOL, RT_EPROTO); /* no extensions */
     bool control = opcode & 0x8;
+    /* RSV1 only with permessage-deflate, and only on a message's first frame */
+    bool rsv1 = buf[0] & 0x40;
+    if ((buf[0] & 0x30) || (rsv1 && (!d->allow_rsv1 || control || opcode == WS_OP_CONT)))
+        return ws_fail(close_code, WS_CLOSE_PROTOCOL, RT_EPROTO);
     switch (opcode) {
     case WS_OP_CONT:
         if (d->msg_opcode == 0) return ws_fail(close_code, WS_CLOSE_PROTOCOL, RT_EPROTO);
@@ -116,6 +119,7 @@ int ws_decode(ws_decoder_t *d, uint8_t *buf, size_t len, ws_event_t *ev, uint16_
     ev->data = (const char *)payload;
     ev->len = n;
     ev->close_code = 0;
+    ev->compressed = false;
     int consumed = (int)(hdr + n);
 
     if (control) {
@@ -142,7 +146,8 @@ int ws_decode(ws_decoder_t *d, uint8_t *buf, size_t len, ws_event_t *ev, uint16_
     }
 
     if (opcode != WS_OP_CONT && fin) { /* the common case: one frame, in place */
-        if (opcode == WS_OP_TEXT && !rt_utf8_valid(ev->data, n))
+        ev->compressed = rsv1;
+        if (opcode == WS_OP_TEXT && !rsv1 && !rt_utf8_valid(ev->data, n))
             return ws_fail(close_code, WS_CLOSE_INVALID_DATA, RT_EUTF8);
         ev->type = opcode == WS_OP_TEXT ? WS_EV_TEXT : WS_EV_BINARY;
         return consumed;
@@ -150,7 +155,10 @@ int ws_decode(ws_decoder_t *d, uint8_t *buf, size_t len, ws_event_t *ev, uint16_
 
     /* Fragmented: gather. A text message is validated once it is complete;
      * a code point may be split across fragments anyway. */
-    if (opcode != WS_OP_CONT) d->msg_opcode = opcode;
+    if (opcode != WS_OP_CONT) {
+        d->msg_opcode = opcode;
+        d->msg_compressed = rsv1;
+    }
     rt_buf_append(&d->msg, payload, n);
     if (!fin) {
         ev->len = 0;
@@ -160,7 +168,8 @@ int ws_decode(ws_decoder_t *d, uint8_t *buf, size_t len, ws_event_t *ev, uint16_
     d->msg_opcode = 0; /* the next call frees d->msg */
     if (d->msg.len > 0) ev->data = d->msg.data;
     ev->len = d->msg.len;
-    if (mop == WS_OP_TEXT && !rt_utf8_valid(ev->data, ev->len))
+    ev->compressed = d->msg_compressed;
+    if (mop == WS_OP_TEXT && !ev->compressed && !rt_utf8_valid(ev->data, ev->len))
         return ws_fail(close_code, WS_CLOSE_INVALID_DATA, RT_EUTF8);
     ev->type = mop == WS_OP_TEXT ? WS_EV_TEXT : WS_EV_BINARY;
     return consumed;
@@ -174,7 +183,7 @@ void ws_decoder_free(ws_decoder_t *d)
 
 size_t ws_frame_header(uint8_t out[WS_MAX_HEADER], uint8_t opcode, uint64_t len)
 {
-    out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+    out[0] = (uint8_t)(0x80 | (opcode & (0x0f | WS_RSV1)));
     if (len < 126) {
         out[1] = (uint8_t)len;
         return 2;

@@ -25,6 +25,10 @@ enum {
     WS_CLOSE_INTERNAL = 1011,
 };
 
+/* OR'ed into an opcode for ws_frame_header: the frame's payload is
+ * compressed (permessage-deflate, RFC 7692). */
+#define WS_RSV1 0x40
+
 /* Largest server frame header: 2 + 8 bytes (no mask). */
 #define WS_MAX_HEADER 10
 
@@ -42,6 +46,8 @@ typedef struct {
     const char *data; /* payload (unmasked); for CLOSE the reason after the code */
     size_t len;
     uint16_t close_code; /* CLOSE: the code sent, or WS_CLOSE_NO_STATUS when none */
+    bool compressed;     /* TEXT/BINARY: RSV1 was set (permessage-deflate): data is deflated and,
+                            for text, not yet checked for UTF-8 */
 } ws_event_t;
 
 /* Decoder state for one connection. Zero-initialise, set max_message.
@@ -50,6 +56,8 @@ typedef struct {
 typedef struct {
     size_t max_message;  /* largest message (sum of fragments) accepted */
     bool require_mask;   /* true on a server: client frames must be masked */
+    bool allow_rsv1;     /* permessage-deflate negotiated: RSV1 marks a compressed message */
+    bool msg_compressed; /* the message being reassembled is */
     uint8_t msg_opcode;  /* opcode of the message being reassembled, 0 if none */
     rt_buf_t msg;
 } ws_decoder_t;

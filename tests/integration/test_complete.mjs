@@ -227,3 +227,89 @@ test('--path: the server and the bundle move; the default path is then unknown',
     .catch((e) => e);
   assert.ok(bad instanceof Error && /invalid value 'no-slash' for path/.test(bad.message), String(bad));
 });
+
+// ---------------------------------------------------------------- permessage-deflate
+
+async function metric(url, name) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\d+)$`, 'm'));
+  return m ? Number(m[1]) : undefined;
+}
+
+test('permessage-deflate: negotiated without context takeover, client messages inflated, off by default', async () => {
+  const { default: WebSocket } = await import('ws');
+  const open = (url) => new Promise((resolve, reject) => {
+    const w = new WebSocket(url, { perMessageDeflate: { threshold: 0 } });
+    w.once('upgrade', (res) => { w.offered = res.headers['sec-websocket-extensions'] ?? ''; });
+    w.once('open', () => resolve(w));
+    w.once('error', reject);
+  });
+  const off = await conformance();
+  const w0 = await open(`ws://127.0.0.1:${off.port}/socket.io/?EIO=4&transport=websocket`);
+  assert.equal(w0.offered, '');
+  w0.close();
+
+  const { port, url } = await conformance(['--per-message-deflate']);
+  const w = await open(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`);
+  assert.equal(w.offered, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
+  const got = [];
+  w.on('message', (d) => got.push(String(d)));
+  w.send('40'); // compressed by ws (threshold 0): the server inflates it
+  await waitFor(() => got.some((m) => m.startsWith('40{')), 5000, 20);
+  const text = 'z'.repeat(20000);
+  w.send(`42["message","${text}"]`);
+  await waitFor(() => got.some((m) => m.startsWith('42["message-back"')), 5000, 20);
+  assert.equal(got.find((m) => m.startsWith('42["message-back"')), `42["message-back","${text}"]`);
+  // the echo went out deflated: 20 kB became well under 1 kB on the wire
+  assert.ok(await metric(url, 'realtimed_ws_deflated_total') >= 1);
+  assert.ok(await metric(url, 'realtimed_ws_deflated_bytes_total{stage="after"}') < 1000);
+  assert.equal(await metric(url, 'realtimed_ws_deflate_connections'), 1);
+  w.close();
+
+  // socket.io-client (Node: ws under engine.io-client) works with it, both ways
+  const s = io(url, { forceNew: true, reconnection: false, transports: ['websocket'] });
+  await new Promise((resolve, reject) => { s.once('connect', resolve); s.once('connect_error', reject); });
+  const back = new Promise((resolve) => s.once('message-back', resolve));
+  s.emit('message', text);
+  assert.equal(await back, text);
+  s.close();
+});
+
+test('permessage-deflate: a broadcast is deflated once for all its members; a zip bomb is refused', async () => {
+  const { default: WebSocket } = await import('ws');
+  const redis = await startRedis();
+  const port = await freePort();
+  const rt = await startRealtimed(['--auth-mode', 'guest', '--default-site', 'demo', '--per-message-deflate',
+    '--redis-queue', redis.url, '--port', String(port)], { cwd: tempDir() });
+  started.push(rt);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    const members = [];
+    for (let i = 0; i < 10; i++) {
+      const s = io(`${url}/demo`, { forceNew: true, reconnection: false, transports: ['websocket'] });
+      await new Promise((resolve, reject) => { s.once('connect', resolve); s.once('connect_error', reject); });
+      members.push(s);
+    }
+    const before = await metric(url, 'realtimed_ws_deflated_total');
+    const text = 'abc'.repeat(3000);
+    const all = Promise.all(members.map((s) => new Promise((resolve) => s.once('big', (m) => resolve(m.text)))));
+    await redis.publish('events', { event: 'big', message: { text }, room: 'website', namespace: 'demo' });
+    assert.deepEqual(await all, members.map(() => text));
+    assert.equal(await metric(url, 'realtimed_ws_deflated_total') - before, 1, 'one deflate for ten members');
+    for (const s of members) s.close();
+
+    // 1 MB of zeros deflates to ~1 kB: inflating past max_payload closes with 1009
+    const w = await new Promise((resolve, reject) => {
+      const c = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: { threshold: 0 } });
+      c.once('open', () => resolve(c));
+      c.once('error', reject);
+    });
+    const closed = new Promise((resolve) => w.once('close', (code) => resolve(code)));
+    w.send('4' + '0'.repeat(2000000));
+    assert.equal(await closed, 1009);
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+  } finally {
+    await rt.stop();
+    await redis.stop();
+  }
+});

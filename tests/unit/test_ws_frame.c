@@ -1,5 +1,6 @@
 /* Unit tests for src/ws/ws_frame.c. */
 #include "test.h"
+#include "ws/ws.h"
 #include "ws/ws_frame.h"
 
 static const uint8_t KEY[4] = {0x37, 0xfa, 0x21, 0x3d};
@@ -486,6 +487,62 @@ TEST(accept_key)
     CHECK_MEM(out, strlen(out), "Kfh9QIsMVZcl6xEPYxPHzW8SZ8w=");
 }
 
+TEST(rsv1_with_permessage_deflate)
+{
+    ws_decoder_t d = dec(4096, true);
+    d.allow_rsv1 = true;
+    uint8_t f[64];
+    ws_event_t ev;
+    uint16_t cc = 0;
+    /* a compressed single-frame text message: reported, not checked for UTF-8 */
+    size_t n = mk(f, 0xc1, true, "\xff\xfe", 2, 0);
+    CHECK_EQ_INT(ws_decode(&d, f, n, &ev, &cc), (int)n);
+    CHECK(ev.type == WS_EV_TEXT && ev.compressed && ev.len == 2);
+    /* fragmented: RSV1 on the first frame only */
+    n = mk(f, 0x41, true, "ab", 2, 0);
+    CHECK_EQ_INT(ws_decode(&d, f, n, &ev, &cc), (int)n);
+    n = mk(f, 0x80, true, "\xff", 1, 0);
+    CHECK_EQ_INT(ws_decode(&d, f, n, &ev, &cc), (int)n);
+    CHECK(ev.type == WS_EV_TEXT && ev.compressed && ev.len == 3);
+    /* on a continuation or a control frame: a protocol error */
+    n = mk(f, 0x01, true, "a", 1, 0);
+    CHECK_EQ_INT(ws_decode(&d, f, n, &ev, &cc), (int)n);
+    n = mk(f, 0xc0, true, "b", 1, 0);
+    CHECK_EQ_INT(fail_code(&d, f, n, RT_EPROTO), WS_CLOSE_PROTOCOL);
+    ws_decoder_free(&d);
+    d = dec(4096, true);
+    d.allow_rsv1 = true;
+    n = mk(f, 0xc9, true, "p", 1, 0);
+    CHECK_EQ_INT(fail_code(&d, f, n, RT_EPROTO), WS_CLOSE_PROTOCOL);
+    /* RSV2/RSV3 never */
+    n = mk(f, 0xa1, true, "x", 1, 0);
+    CHECK_EQ_INT(fail_code(&d, f, n, RT_EPROTO), WS_CLOSE_PROTOCOL);
+    /* an uncompressed message still is checked */
+    d = dec(4096, true);
+    d.allow_rsv1 = true;
+    n = mk(f, 0x81, true, "\xff", 1, 0);
+    CHECK_EQ_INT(fail_code(&d, f, n, RT_EUTF8), WS_CLOSE_INVALID_DATA);
+    /* the header encoder sets RSV1 */
+    uint8_t h[WS_MAX_HEADER];
+    ws_frame_header(h, WS_OP_TEXT | WS_RSV1, 5);
+    CHECK_EQ_INT(h[0], 0xc1);
+}
+
+TEST(deflate_offers)
+{
+    CHECK(ws_deflate_offered(rt_slice_cstr("permessage-deflate")));
+    CHECK(ws_deflate_offered(rt_slice_cstr("permessage-deflate; client_max_window_bits")));
+    CHECK(ws_deflate_offered(rt_slice_cstr("permessage-deflate; client_max_window_bits=10; server_no_context_takeover")));
+    CHECK(ws_deflate_offered(rt_slice_cstr("x-webkit-deflate-frame, permessage-deflate")));
+    CHECK(ws_deflate_offered(rt_slice_cstr("permessage-deflate; server_max_window_bits=\"15\"")));
+    CHECK(!ws_deflate_offered(rt_slice_cstr("permessage-deflate; server_max_window_bits=10")));
+    CHECK(!ws_deflate_offered(rt_slice_cstr("permessage-deflate; unknown_param")));
+    CHECK(!ws_deflate_offered(rt_slice_cstr("permessage-deflate=1")));
+    CHECK(!ws_deflate_offered(rt_slice_cstr("deflate-frame")));
+    CHECK(!ws_deflate_offered(rt_slice_cstr("")));
+    CHECK(!ws_deflate_offered(RT_SLICE_NULL));
+}
+
 int main(void)
 {
     RUN(rfc_masked_hello);
@@ -503,5 +560,7 @@ int main(void)
     RUN(several_frames_in_one_buffer);
     RUN(frame_header_encode);
     RUN(accept_key);
+    RUN(rsv1_with_permessage_deflate);
+    RUN(deflate_offers);
     return TEST_SUMMARY("test_ws_frame");
 }
