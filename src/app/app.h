@@ -48,6 +48,7 @@ typedef struct {
     char *client_dir;     /* where the bundle's files are, or NULL (found) */
     bool http_compression; /* gzip/deflate polling responses of 1 KB and more */
     bool per_message_deflate; /* WebSocket permessage-deflate */
+    bool allow_eio3;      /* Engine.IO v3 clients (socket.io-client 2.x) */
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */

@@ -115,6 +115,9 @@ static const opt_t opts[] = {
      "accept WebSocket permessage-deflate (off, as in socket.io): text messages of 1 KB and more go "
      "out compressed, without context takeover, so a broadcast is compressed once and the same "
      "frame is shared by every member that negotiated it"},
+    {"allow_eio3", NULL, "REALTIMED_ALLOW_EIO3", T_BOOL, O(allow_eio3), "0", 0, 1, 0,
+     "also serve Engine.IO v3 clients (socket.io-client 2.x, common in older mobile apps), as "
+     "socket.io's allowEIO3 (off, as there and in Frappe's Node server)"},
     {"metrics_listen", NULL, "REALTIMED_METRICS_LISTEN", T_STR, O(metrics_listen), NULL, 0, 0, 0,
      "serve /metrics (and /health, /ready) on this [host:]port instead of the main listener; "
      "with --workers, worker 0 serves it, summing every worker"},
@@ -760,6 +763,7 @@ void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
     eo->max_sessions = (size_t)cfg->max_sessions;
     eo->http_compression = cfg->http_compression ? 1024 : 0;
     eo->per_message_deflate = cfg->per_message_deflate ? 1024 : 0;
+    eo->allow_eio3 = cfg->allow_eio3;
     sio_options_default(so);
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;

@@ -68,6 +68,7 @@ struct eio_session {
     eio_reason_t reason;
     bool was_ws;            /* counted in stats.ws_sessions */
     bool was_deflate;       /* counted in stats.deflate_sessions */
+    uint8_t proto;          /* Engine.IO protocol: 4, or 3 (allow_eio3) */
     char sid[SID_MAX + 1];
     uint8_t sid_len;
 };
@@ -94,6 +95,7 @@ struct eio_server {
     z_stream *deflater; /* permessage-deflate: one stream, reset for each message */
     http_compressor_t *gz; /* polling responses: gzip/deflate streams, reset for each */
     char handshake_tail[128]; /* `","upgrades":...,"maxPayload":N}` minus upgrades */
+    char handshake_tail3[96]; /* the v3 one: no maxPayload */
 };
 
 void eio_options_default(eio_options_t *o)
@@ -108,6 +110,21 @@ void eio_options_default(eio_options_t *o)
     o->max_sessions = 100000;
     o->max_buffered = 16 << 20;
     o->http_compression = 1024;
+}
+
+/* A binary message on the WebSocket: Engine.IO v3 puts the packet type
+ * (a 4 byte) in front. */
+static void ws_send_binary_v(eio_session_t *s, const void *data, size_t len)
+{
+    if (s->proto != 3) {
+        ws_send(s->ws, true, data, len);
+        return;
+    }
+    rt_buf_t b = {0};
+    rt_buf_putc(&b, 4);
+    rt_buf_append(&b, data, len);
+    ws_send(s->ws, true, b.data, b.len);
+    rt_buf_free(&b);
 }
 
 /* ---- permessage-deflate ----
@@ -272,6 +289,18 @@ static void respond_text(http_conn_t *hc, const char *text)
     http_respond(hc, 200, "text/plain; charset=UTF-8", text, strlen(text), GET_HEADERS);
 }
 
+/* A one-packet answer ("6", "1") in the session's payload format. */
+static void respond_packet(eio_session_t *s, http_conn_t *hc, const char *pkt)
+{
+    if (s->proto != 3) {
+        respond_text(hc, pkt);
+        return;
+    }
+    char b[48];
+    snprintf(b, sizeof b, "%zu:%.8s", strlen(pkt), pkt);
+    respond_text(hc, b);
+}
+
 /* Answers the parked GET with everything queued, joined by 0x1E. A single
  * text packet goes out as a reference to its chunk, without a copy. */
 static void drain_to_get(eio_session_t *s)
@@ -287,7 +316,7 @@ static void drain_to_get(eio_session_t *s)
         return;
     }
     s->get = NULL;
-    if (nlive == 1 && !live->binary) {
+    if (nlive == 1 && !live->binary && s->proto != 3) {
         respond_payload(s->srv, hc, live->chunk, live->off, live->len);
         q_clear(s);
         return;
@@ -296,6 +325,13 @@ static void drain_to_get(eio_session_t *s)
     b->len = 0;
     for (p = s->q_head; p; p = p->next) {
         if (p->dead) continue;
+        if (s->proto == 3) { /* "<len>:<packet>", binary as "b4<base64>" */
+            if (p->binary)
+                eio3_payload_append(b, &(eio_packet_t){EIO_MESSAGE, true, rt_slice(p->chunk->data + p->off, p->len)});
+            else
+                eio3_payload_append_text(b, p->chunk->data + p->off, p->len);
+            continue;
+        }
         if (b->len) rt_buf_putc(b, EIO_RECORD_SEP);
         if (p->binary) {
             rt_buf_reserve(b, 1 + (p->len + 2) / 3 * 4);
@@ -354,7 +390,7 @@ void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t le
             ws_send_framed(s->ws, z, 0, z->len);
             rt_chunk_unref(z);
         } else if (binary) {
-            ws_send(s->ws, true, data, len);
+            ws_send_binary_v(s, data, len);
         } else {
             rt_chunk_t *f = rt_chunk_new(WS_MAX_HEADER + 1 + len);
             size_t h = ws_frame_header((uint8_t *)f->data, WS_OP_TEXT, len + 1);
@@ -423,6 +459,11 @@ static void ping_cb(net_loop_t *loop, net_timer_t *t)
 {
     eio_session_t *s = rt_container_of(t, eio_session_t, ping);
     if (s->closed) return;
+    if (s->proto == 3) { /* v3: the client pings; it did not in time */
+        s->reason = EIO_REASON_PING_TIMEOUT;
+        eio_session_close(s);
+        return;
+    }
     if (s->awaiting_pong) {
         s->reason = EIO_REASON_PING_TIMEOUT;
         eio_session_close(s);
@@ -449,6 +490,7 @@ void eio_session_set_data(eio_session_t *s, void *ud) { s->ud = ud; }
 const char *eio_session_sid(const eio_session_t *s) { return s->sid; }
 eio_server_t *eio_session_server(const eio_session_t *s) { return s->srv; }
 bool eio_session_is_websocket(const eio_session_t *s) { return s->ws != NULL; }
+int eio_session_proto(const eio_session_t *s) { return s->proto; }
 const eio_options_t *eio_server_options(const eio_server_t *srv) { return &srv->opt; }
 size_t eio_server_sessions(const eio_server_t *srv) { return srv->sessions.count; }
 const eio_stats_t *eio_server_stats(const eio_server_t *srv) { return &srv->stats; }
@@ -484,7 +526,7 @@ void eio_session_close(eio_session_t *s)
          * server-side close tells the client with a close packet. */
         http_conn_t *hc = s->get;
         s->get = NULL;
-        respond_text(hc, s->reason == EIO_REASON_FORCED_CLOSE ? "6" : "1");
+        respond_packet(s, hc, s->reason == EIO_REASON_FORCED_CLOSE ? "6" : "1");
     }
     q_clear(s);
     if (s->ws) {
@@ -510,10 +552,11 @@ static void session_task(net_loop_t *loop, net_task_t *t)
     rt_pool_free(&srv->session_pool, s);
 }
 
-static eio_session_t *session_new(eio_server_t *srv)
+static eio_session_t *session_new(eio_server_t *srv, int proto)
 {
     eio_session_t *s = rt_pool_alloc(&srv->session_pool);
     s->srv = srv;
+    s->proto = (uint8_t)proto;
     net_task_init(&s->task, session_task);
     size_t pl = strnlen(srv->opt.sid_prefix, EIO_SID_PREFIX_MAX);
     memcpy(s->sid, srv->opt.sid_prefix, pl);
@@ -522,7 +565,7 @@ static eio_session_t *session_new(eio_server_t *srv)
     while (rt_map_get(&srv->sessions, rt_slice(s->sid, s->sid_len)));
     rt_map_put(&srv->sessions, rt_slice(s->sid, s->sid_len), s);
     net_timer_init(&s->ping, ping_cb);
-    net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval);
+    net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval + (proto == 3 ? srv->opt.ping_timeout : 0));
     return s;
 }
 
@@ -542,7 +585,15 @@ static bool handle_packet(eio_session_t *s, const eio_packet_t *p)
         s->reason = EIO_REASON_FORCED_CLOSE;
         eio_session_close(s);
         break;
-    case EIO_PING: /* v4 clients never ping: the reference treats it as an error */
+    case EIO_PING:
+        if (s->proto == 3) { /* v3: the client's heartbeat; the pong echoes its data */
+            char pong[64];
+            int n = snprintf(pong, sizeof pong, "3%.*s", (int)RT_MIN(p->data.n, 32), p->data.p);
+            if (n > 0) send_control(s, pong);
+            if (!s->closed) net_timer_start(srv->loop, &s->ping, srv->opt.ping_interval + srv->opt.ping_timeout);
+            break;
+        }
+        /* v4 clients never ping: the reference treats it as an error */
         s->reason = EIO_REASON_PARSE_ERROR;
         eio_session_close(s);
         break;
@@ -557,7 +608,14 @@ static void ws_main_message(ws_conn_t *ws, bool binary, char *data, size_t len)
     eio_session_t *s = ws_data(ws);
     if (!s || s->closed) return;
     eio_packet_t p;
-    if (binary) {
+    if (binary && s->proto == 3) { /* v3: the packet type first */
+        if (!len || data[0] != 4) {
+            s->reason = EIO_REASON_PARSE_ERROR;
+            eio_session_close(s);
+            return;
+        }
+        p = (eio_packet_t){EIO_MESSAGE, true, rt_slice(data + 1, len - 1)};
+    } else if (binary) {
         p = (eio_packet_t){EIO_MESSAGE, true, rt_slice(data, len)};
     } else if (eio_packet_decode(rt_slice(data, len), &p) < 0) {
         s->reason = EIO_REASON_PARSE_ERROR;
@@ -625,7 +683,7 @@ static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
         if (s->get) { /* release the parked poll so the client can switch */
             http_conn_t *hc = s->get;
             s->get = NULL;
-            respond_text(hc, "6");
+            respond_packet(s, hc, "6");
         }
         return;
     }
@@ -643,12 +701,12 @@ static void ws_probe_message(ws_conn_t *ws, bool binary, char *data, size_t len)
         if (s->get) {
             http_conn_t *hc = s->get;
             s->get = NULL;
-            respond_text(hc, "6");
+            respond_packet(s, hc, "6");
         }
         /* Everything queued for polling moves to the socket, in order. */
         for (eio_qpkt_t *q = s->q_head; q; q = q->next) {
             if (q->dead) continue;
-            if (q->binary) ws_send(s->ws, true, q->chunk->data + q->off, q->len);
+            if (q->binary) ws_send_binary_v(s, q->chunk->data + q->off, q->len);
             else ws_send(s->ws, false, q->chunk->data + q->off, q->len);
         }
         q_clear(s);
@@ -698,7 +756,7 @@ static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request
         if (s->get != hc) return;
         if (s->upgrade && s->upgrade->probed) {
             s->get = NULL;
-            respond_text(hc, "6");
+            respond_packet(s, hc, "6");
         } else {
             http_conn_set_abort(hc, get_aborted, s);
         }
@@ -706,13 +764,25 @@ static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request
     }
     if (rt_slice_eq_cstr(req->method, "POST")) {
         rt_slice_t ct = http_header_get(req, "content-type");
-        if (ct.p && ct.n >= 24 && rt_slice_case_eq(rt_slice(ct.p, 24), "application/octet-stream")) {
+        bool octets = ct.p && ct.n >= 24 && rt_slice_case_eq(rt_slice(ct.p, 24), "application/octet-stream");
+        if (octets && s->proto == 3) { /* a v3 client's binary payload */
+            if (eio3_payload_decode_binary(body, post_packet, s) < 0) {
+                respond_code(hc, 3, "Bad request");
+                s->reason = EIO_REASON_PARSE_ERROR;
+                eio_session_close(s);
+                return;
+            }
+            http_respond(hc, 200, "text/html", "ok", 2, NULL);
+            return;
+        }
+        if (octets) {
             respond_code(hc, 3, "Bad request");
             s->reason = EIO_REASON_TRANSPORT_ERROR;
             eio_session_close(s);
             return;
         }
-        int r = eio_payload_decode(body, &s->srv->scratch, post_packet, s);
+        int r = s->proto == 3 ? eio3_payload_decode(body, &s->srv->scratch, post_packet, s)
+                              : eio_payload_decode(body, &s->srv->scratch, post_packet, s);
         if (r < 0) {
             respond_code(hc, 3, "Bad request");
             s->reason = EIO_REASON_PARSE_ERROR;
@@ -726,20 +796,32 @@ static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request
 }
 
 /* ---- handshake and routing ---- */
-static void build_handshake(eio_server_t *srv, rt_buf_t *b, const char *sid, bool websocket)
+static void build_handshake(eio_server_t *srv, rt_buf_t *b, const char *sid, bool websocket, int proto)
 {
     rt_buf_append_cstr(b, "0{\"sid\":\"");
     rt_buf_append_cstr(b, sid);
     rt_buf_append_cstr(b, websocket || !srv->opt.websocket ? "\",\"upgrades\":[]"
                                                            : "\",\"upgrades\":[\"websocket\"]");
-    rt_buf_append_cstr(b, srv->handshake_tail);
+    rt_buf_append_cstr(b, proto == 3 ? srv->handshake_tail3 : srv->handshake_tail);
+    if (proto == 3 && !websocket) { /* a v3 polling payload: "<len>:" first */
+        char head[24];
+        int hn = snprintf(head, sizeof head, "%zu:", eio_utf16_len(b->data, b->len));
+        rt_buf_reserve(b, (size_t)hn);
+        memmove(b->data + hn, b->data, b->len);
+        memcpy(b->data, head, (size_t)hn);
+        b->len += (size_t)hn;
+    }
 }
 
 static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
 {
     eio_server_t *srv = ud;
     rt_slice_t eio, transport, sidq;
-    if (!http_query_get(req->query, "EIO", &eio) || !rt_slice_eq_cstr(eio, "4")) {
+    /* "4", or with allow_eio3 anything else (as the reference: a missing EIO too) */
+    int proto = http_query_get(req->query, "EIO", &eio) && rt_slice_eq_cstr(eio, "4") ? 4
+                : srv->opt.allow_eio3                                               ? 3
+                                                                                    : 0;
+    if (!proto) {
         respond_code(hc, 5, "Unsupported protocol version");
         return;
     }
@@ -769,10 +851,10 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             http_respond(hc, 503, "application/json", full, sizeof full - 1, "Retry-After: 1\r\n");
             return;
         }
-        eio_session_t *s = session_new(srv);
+        eio_session_t *s = session_new(srv, proto);
         srv->stats.handshakes[is_ws]++;
         rt_buf_t b = {0};
-        build_handshake(srv, &b, s->sid, is_ws);
+        build_handshake(srv, &b, s->sid, is_ws, proto);
         if (is_ws) {
             s->ws = ws_accept_ex(hc, req, &ws_main_handler, s, srv->opt.max_payload,
                                  srv->opt.per_message_deflate != 0, b.data, b.len);
@@ -802,6 +884,10 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
     if (!s && srv->opt.foreign_sid && srv->opt.foreign_sid(hc, sidq, srv->opt.foreign_ud)) return;
     if (!s) {
         respond_code(hc, 1, "Session ID unknown");
+        return;
+    }
+    if (s->proto != proto) { /* a v3 session asked as v4, or the reverse */
+        respond_code(hc, 3, "Bad request");
         return;
     }
     if (is_ws) {
@@ -843,6 +929,8 @@ eio_server_t *eio_server_new(http_server_t *http, const char *path, const eio_op
     snprintf(srv->handshake_tail, sizeof srv->handshake_tail,
              ",\"pingInterval\":%u,\"pingTimeout\":%u,\"maxPayload\":%zu}",
              srv->opt.ping_interval, srv->opt.ping_timeout, srv->opt.max_payload);
+    snprintf(srv->handshake_tail3, sizeof srv->handshake_tail3, ",\"pingInterval\":%u,\"pingTimeout\":%u}",
+             srv->opt.ping_interval, srv->opt.ping_timeout);
     http_server_route_flags(http, path, HTTP_ROUTE_TOO_LARGE, eio_http, srv);
     return srv;
 }

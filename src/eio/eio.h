@@ -24,6 +24,7 @@ typedef struct {
                                  before its session is closed (default 16 MiB) */
     size_t http_compression;  /* polling responses of at least this many bytes are gzip/deflate
                                  compressed when the client accepts it (default 1024; 0: never) */
+    bool allow_eio3;          /* Engine.IO v3 clients (socket.io-client 2.x): EIO other than 4 */
     size_t per_message_deflate; /* 0 (default): off; else WebSocket permessage-deflate is
                                    accepted and text messages of at least this many bytes are
                                    sent compressed (a broadcast once for all its members) */
@@ -90,6 +91,7 @@ void eio_session_set_data(eio_session_t *s, void *ud);
 const char *eio_session_sid(const eio_session_t *s);
 eio_server_t *eio_session_server(const eio_session_t *s);
 bool eio_session_is_websocket(const eio_session_t *s);
+int eio_session_proto(const eio_session_t *s); /* 4, or 3 for an Engine.IO v3 client */
 
 /* Sends one message packet (data is copied). */
 void eio_session_send(eio_session_t *s, bool binary, const void *data, size_t len);

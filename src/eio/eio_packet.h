@@ -38,4 +38,22 @@ int eio_payload_decode(rt_slice_t body, rt_buf_t *scratch,
  * unless out is empty, then "<digit><data>" for text or "b<base64>" for binary. */
 void eio_payload_append(rt_buf_t *out, const eio_packet_t *pkt);
 
+/* ---- Engine.IO v3 (socket.io-client 2.x, behind allow_eio3) ----
+ * A polling payload is "<len>:<packet>" repeated, without separators, len
+ * counting the packet's UTF-16 code units (as JavaScript's .length); a
+ * binary packet is "b4<base64>" (the type digit after the b). */
+/* UTF-16 code units of UTF-8 text (a 4-byte sequence counts 2). */
+size_t eio_utf16_len(const char *p, size_t n);
+int eio3_payload_decode(rt_slice_t body, rt_buf_t *scratch,
+                        int (*cb)(void *ud, const eio_packet_t *pkt), void *ud);
+/* The XHR2 binary form of a v3 payload (Content-Type application/octet-
+ * stream): per packet a 0 (text) or 1 (binary) byte, the length as one byte
+ * per decimal digit, 0xFF, then the bytes (a binary packet's start with its
+ * type, 4). */
+int eio3_payload_decode_binary(rt_slice_t body, int (*cb)(void *ud, const eio_packet_t *pkt), void *ud);
+/* Appends "<len>:<digit><data>" or "<len>:b4<base64>". */
+void eio3_payload_append(rt_buf_t *out, const eio_packet_t *pkt);
+/* Appends "<len>:" then the already encoded packet text. */
+void eio3_payload_append_text(rt_buf_t *out, const char *packet, size_t n);
+
 #endif

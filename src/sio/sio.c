@@ -55,6 +55,7 @@ struct sio_socket {
     uint32_t room_bytes; /* name bytes of the rooms it is in */
     uint8_t state;
     char id[21];
+    char *id3; /* Engine.IO v3 client: "/nsp#<engine sid>" (the id socket.io-client 2.x computes) */
 };
 
 struct sio_nsp {
@@ -141,7 +142,10 @@ size_t sio_nsp_sockets(const sio_nsp_t *nsp) { return nsp->nsockets; }
 void *sio_client_data(const sio_client_t *c) { return c->data; }
 void sio_client_set_data(sio_client_t *c, void *ud) { c->data = ud; }
 eio_session_t *sio_client_session(const sio_client_t *c) { return c->eio; }
-const char *sio_socket_id(const sio_socket_t *s) { return s->id; }
+const char *sio_socket_id(const sio_socket_t *s) { return s->id3 ? s->id3 : s->id; }
+
+/* The client speaks Socket.IO v4 over Engine.IO v3 (socket.io-client 2.x). */
+static bool client_v3(const sio_client_t *c) { return c->eio && eio_session_proto(c->eio) == 3; }
 sio_nsp_t *sio_socket_nsp(const sio_socket_t *s) { return s->nsp; }
 sio_client_t *sio_socket_client(const sio_socket_t *s) { return s->client; }
 void *sio_socket_data(const sio_socket_t *s) { return s->data; }
@@ -527,6 +531,7 @@ static void socket_free(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
     free(s->auth);
+    free(s->id3);
     rt_pool_free(&nsp->srv->socket_pool, s);
     nsp->nalloc--;
     nsp_maybe_cleanup(nsp);
@@ -602,9 +607,11 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->srv->stats.connects++;
     if (!nsp->h.anonymous) client_unwait(c);
     rt_buf_t *b = enc_head(nsp, SIO_CONNECT, 0, -1);
-    rt_buf_append_cstr(b, "{\"sid\":\"");
-    rt_buf_append_cstr(b, s->id);
-    rt_buf_append_cstr(b, "\"}");
+    if (!client_v3(c)) { /* v4 protocol: no payload */
+        rt_buf_append_cstr(b, "{\"sid\":\"");
+        rt_buf_append_cstr(b, s->id);
+        rt_buf_append_cstr(b, "\"}");
+    }
     client_send_text(c, b);
     char *auth = s->auth;
     s->auth = NULL;
@@ -624,13 +631,18 @@ void sio_socket_reject(sio_socket_t *s, const char *message, rt_slice_t data_jso
     sio_nsp_t *nsp = s->nsp;
     if (s->client) {
         rt_buf_t *b = enc_head(nsp, SIO_CONNECT_ERROR, 0, -1);
-        rt_buf_append_cstr(b, "{\"message\":");
-        rt_buf_append_json_string(b, rt_slice_cstr(message));
-        if (data_json.n) {
-            rt_buf_append_cstr(b, ",\"data\":");
-            rt_buf_append_slice(b, data_json);
+        if (client_v3(s->client)) { /* v4 protocol: err.data || err.message */
+            if (data_json.n) rt_buf_append_slice(b, data_json);
+            else rt_buf_append_json_string(b, rt_slice_cstr(message));
+        } else {
+            rt_buf_append_cstr(b, "{\"message\":");
+            rt_buf_append_json_string(b, rt_slice_cstr(message));
+            if (data_json.n) {
+                rt_buf_append_cstr(b, ",\"data\":");
+                rt_buf_append_slice(b, data_json);
+            }
+            rt_buf_putc(b, '}');
         }
-        rt_buf_putc(b, '}');
         client_send_text(s->client, b);
     }
     nsp->srv->stats.connect_errors++;
@@ -669,7 +681,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
          * again with the same sid instead of tearing the session down. */
         if (s->state == SOCK_CONNECTED) {
             rt_buf_t *b = enc_head(s->nsp, SIO_CONNECT, 0, -1);
-            rt_buf_printf(b, "{\"sid\":\"%s\"}", s->id);
+            if (!client_v3(c)) rt_buf_printf(b, "{\"sid\":\"%s\"}", s->id);
             client_send_text(c, b);
         }
         return;
@@ -680,7 +692,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         rt_buf_t *b = &srv->enc;
         b->len = 0;
         sio_packet_head(b, SIO_CONNECT_ERROR, p->nsp, 0, -1);
-        rt_buf_append_cstr(b, "{\"message\":\"Too many namespaces\"}");
+        rt_buf_append_cstr(b, client_v3(c) ? "\"Too many namespaces\"" : "{\"message\":\"Too many namespaces\"}");
         client_send_text(c, b);
         srv->stats.connect_errors++;
         srv->stats.too_many_namespaces++;
@@ -692,7 +704,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         rt_buf_t *b = &srv->enc;
         b->len = 0;
         sio_packet_head(b, SIO_CONNECT_ERROR, p->nsp, 0, -1);
-        rt_buf_append_cstr(b, "{\"message\":\"Invalid namespace\"}");
+        rt_buf_append_cstr(b, client_v3(c) ? "\"Invalid namespace\"" : "{\"message\":\"Invalid namespace\"}");
         client_send_text(c, b);
         srv->stats.connect_errors++;
         srv->stats.invalid_namespace++;
@@ -704,6 +716,17 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     nsp->nalloc++;
     s->state = SOCK_PENDING;
     rt_random_id(s->id);
+    if (client_v3(c)) { /* the id socket.io-client 2.x computes for itself */
+        const char *esid = eio_session_sid(c->eio);
+        rt_buf_t id = {0};
+        if (nsp->namelen > 1) {
+            rt_buf_append_slice(&id, sio_nsp_name(nsp));
+            rt_buf_putc(&id, '#');
+        }
+        rt_buf_append_cstr(&id, esid);
+        rt_buf_putc(&id, 0);
+        s->id3 = id.data;
+    }
     s->next_in_client = c->sockets;
     c->sockets = s;
     rt_slice_t auth = p->payload.n ? p->payload : RT_SLICE("{}");
@@ -717,10 +740,48 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     }
 }
 
+/* A v4-protocol CONNECT ("0/admin?token=x,"): the query rides in the
+ * namespace; it becomes the auth object, as socket.io does for v2 clients. */
+static void on_connect_packet_v3(sio_client_t *c, const sio_packet_t *p)
+{
+    const char *qm = memchr(p->nsp.p, '?', p->nsp.n);
+    if (!qm) {
+        on_connect_packet(c, p);
+        return;
+    }
+    sio_packet_t q = *p;
+    q.nsp = rt_slice(p->nsp.p, (size_t)(qm - p->nsp.p));
+    rt_slice_t query = rt_slice(qm + 1, p->nsp.n - (size_t)(qm + 1 - p->nsp.p));
+    rt_buf_t auth = {0}, k = {0}, v = {0};
+    rt_buf_putc(&auth, '{');
+    for (const char *a = query.p, *e = query.p + query.n; a < e;) {
+        const char *amp = memchr(a, '&', (size_t)(e - a));
+        if (!amp) amp = e;
+        const char *eq = memchr(a, '=', (size_t)(amp - a));
+        k.len = v.len = 0;
+        if (rt_url_decode(rt_slice(a, (size_t)((eq ? eq : amp) - a)), true, &k) == RT_OK && k.len &&
+            (!eq || rt_url_decode(rt_slice(eq + 1, (size_t)(amp - eq - 1)), true, &v) == RT_OK) &&
+            rt_utf8_valid(k.data, k.len) && (!v.len || rt_utf8_valid(v.data, v.len))) {
+            if (auth.len > 1) rt_buf_putc(&auth, ',');
+            rt_buf_append_json_string(&auth, rt_slice(k.data, k.len));
+            rt_buf_putc(&auth, ':');
+            rt_buf_append_json_string(&auth, rt_slice(v.data ? v.data : "", v.len));
+        }
+        a = amp + 1;
+    }
+    rt_buf_putc(&auth, '}');
+    q.payload = rt_slice(auth.data, auth.len);
+    on_connect_packet(c, &q);
+    rt_buf_free(&auth);
+    rt_buf_free(&k);
+    rt_buf_free(&v);
+}
+
 static void dispatch(sio_client_t *c, const sio_packet_t *p, const rt_slice_t *att, uint32_t natt)
 {
     if (p->type == SIO_CONNECT) {
-        on_connect_packet(c, p);
+        if (client_v3(c)) on_connect_packet_v3(c, p);
+        else on_connect_packet(c, p);
         return;
     }
     sio_socket_t *s = client_socket(c, p->nsp);
@@ -931,6 +992,11 @@ static void eio_on_open(eio_session_t *es, const http_request_t *req, void *ud)
     if (!net_timer_active(&srv->connect_timer))
         net_timer_start(srv->loop, &srv->connect_timer, srv->opt.connect_timeout);
     if (srv->ch.on_client) srv->ch.on_client(c, req, srv->ch_ud);
+    if (eio_session_proto(es) == 3 && c->eio == es) {
+        /* Socket.IO v4 (v2 clients): the server joins the client to "/" by itself */
+        sio_packet_t p = {.type = SIO_CONNECT, .nsp = RT_SLICE("/"), .ack_id = -1};
+        on_connect_packet(c, &p);
+    }
 }
 
 static void eio_on_close(eio_session_t *es, eio_reason_t reason, void *ud)

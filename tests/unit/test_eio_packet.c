@@ -189,8 +189,62 @@ TEST(round_trip_binary)
     rt_buf_free(&r.log);
 }
 
+static int collect3(void *ud, const eio_packet_t *pkt)
+{
+    rt_buf_t *b = ud;
+    if (b->len) rt_buf_putc(b, '|');
+    if (pkt->binary) {
+        rt_buf_printf(b, "bin:%zu", pkt->data.n);
+    } else {
+        rt_buf_putc(b, (char)('0' + pkt->type));
+        rt_buf_append_slice(b, pkt->data);
+    }
+    return 0;
+}
+
+TEST(eio3_payloads)
+{
+    CHECK_EQ_INT((int)eio_utf16_len("abc", 3), 3);
+    CHECK_EQ_INT((int)eio_utf16_len("\xc3\xa9\xe2\x82\xac", 5), 2);       /* é€ */
+    CHECK_EQ_INT((int)eio_utf16_len("\xf0\x9f\x98\x80", 4), 2);           /* an emoji: a surrogate pair */
+    rt_buf_t out = {0}, scratch = {0};
+    const char *body = "2:4019:42[\"message\",\"\xc3\xa9\xe2\x82\xacx\"]1:2b4AQID"; /* last: no length */
+    CHECK(eio3_payload_decode(rt_slice_cstr(body), &scratch, collect3, &out) == RT_EPROTO);
+    out.len = 0;
+    body = "2:4019:42[\"message\",\"\xc3\xa9\xe2\x82\xacx\"]1:26:b4AQID";
+    CHECK_EQ_INT(eio3_payload_decode(rt_slice_cstr(body), &scratch, collect3, &out), RT_OK);
+    rt_buf_putc(&out, 0);
+    CHECK(!strcmp(out.data, "40|42[\"message\",\"\xc3\xa9\xe2\x82\xacx\"]|2|bin:3"));
+    /* lengths that overrun, split a character, or are missing */
+    const char *bad[] = {"3:40", "x:40", ":40", "0:", "2:4", "1:\xc3\xa9", "2:40garbage", ""};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        out.len = 0;
+        CHECK(eio3_payload_decode(rt_slice_cstr(bad[k]), &scratch, collect3, &out) < 0);
+    }
+    /* encoding */
+    out.len = 0;
+    eio3_payload_append_text(&out, "42[\"\xc3\xa9\"]", 8);
+    eio3_payload_append(&out, &(eio_packet_t){EIO_MESSAGE, true, rt_slice("\x01\x02\x03", 3)});
+    eio3_payload_append(&out, &(eio_packet_t){EIO_PONG, false, rt_slice("probe", 5)});
+    rt_buf_putc(&out, 0);
+    CHECK(!strcmp(out.data, "7:42[\"\xc3\xa9\"]6:b4AQID6:3probe"));
+    /* the XHR2 binary form: a text packet, then a binary one */
+    const unsigned char bin[] = {0, 2, 0xff, '4', '0', 1, 4, 0xff, 4, 9, 8, 7};
+    out.len = 0;
+    CHECK_EQ_INT(eio3_payload_decode_binary(rt_slice((const char *)bin, sizeof bin), collect3, &out), RT_OK);
+    rt_buf_putc(&out, 0);
+    CHECK(!strcmp(out.data, "40|bin:3"));
+    const unsigned char bin_bad[] = {2, 1, 0xff, 'x'};
+    CHECK(eio3_payload_decode_binary(rt_slice((const char *)bin_bad, sizeof bin_bad), collect3, &out) < 0);
+    const unsigned char bin_short[] = {0, 9, 0xff, '4'};
+    CHECK(eio3_payload_decode_binary(rt_slice((const char *)bin_short, sizeof bin_short), collect3, &out) < 0);
+    rt_buf_free(&out);
+    rt_buf_free(&scratch);
+}
+
 int main(void)
 {
+    RUN(eio3_payloads);
     RUN(decode_text);
     RUN(decode_text_errors);
     RUN(payload_decode);
