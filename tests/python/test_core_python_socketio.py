@@ -273,3 +273,23 @@ def test_zz_sigterm_exits_0(server, clients):
     assert p.disconnects.get(timeout=T) == "/"
     out = server.output()
     assert "AddressSanitizer" not in out and "LeakSanitizer" not in out and "runtime error" not in out
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=IDS)
+def test_ipv6_and_gzip(server, transports):
+    """python-socketio over [::1] (the listener is dual-stack), with a 5 kB
+    echo: over polling it comes back gzip'd (requests asks for it and
+    decodes it)."""
+    url = server.url.replace("127.0.0.1", "[::1]")
+    c = Client(url, transports=transports)
+    try:
+        text = "é" * 2500
+        c.sio.emit("message", text)
+        assert c.next("message-back") == [text]
+    finally:
+        c.close()
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=T) as r:
+        metrics = r.read().decode()
+    if transports == ["polling"]:
+        line = next(l for l in metrics.splitlines() if l.startswith("realtimed_http_compressed_total "))
+        assert int(line.split()[1]) >= 1, metrics
