@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cluster/cluster.h"
@@ -67,6 +68,10 @@ static uint64_t proc_fds(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    /* Linux >= 6.2 gives the count as the folder's size: no walk over
+     * 100,000 entries in the middle of the loop */
+    struct stat st;
+    if (stat(path, &st) == 0 && st.st_size > 0) return (uint64_t)st.st_size;
     DIR *d = opendir(path);
     if (!d) return 0;
     uint64_t n = 0;
