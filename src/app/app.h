@@ -108,6 +108,7 @@ void *metrics_slots_new(int nworkers);
 int metrics_start(app_t *app, char *err, size_t errlen);
 void metrics_stop(app_t *app); /* closes the separate listener */
 void metrics_free(app_t *app);
+void metrics_drain(app_t *app); /* shutdown: its own listener's requests get 503 too */
 void metrics_publish(app_t *app); /* --workers: copy this worker's counters for the others now */
 /* "[host:]port" (host may be "[v6]"); -1 if malformed. */
 int app_parse_hostport(const char *s, char *host, size_t hostlen, int *port);

@@ -314,6 +314,10 @@ int app_serve(app_t *app)
     app->listener = NULL;
     metrics_stop(app);
 out:
+    /* From here the handlers are freed while connections drain: a request
+     * on a kept-alive connection must not reach one. */
+    http_server_drain(app->http);
+    metrics_drain(app);
     net_timer_stop(&rw.check);
     net_timer_stop(&rw.watchdog);
     app_worker_stop(app);
@@ -323,6 +327,7 @@ out:
     }
     if (!app->cfg.conformance) frappe_app_stop(app);
     sio_server_free(app->sio);
+    app->sio = NULL;
     if (!app->cfg.conformance) frappe_app_release(app);
     eio_server_free(app->eio_echo);
     drain_connections(app);

@@ -552,6 +552,12 @@ void metrics_stop(app_t *app)
     mx->own_listener = NULL;
 }
 
+void metrics_drain(app_t *app)
+{
+    metrics_t *mx = app->metrics;
+    if (mx && mx->own_http) http_server_drain(mx->own_http);
+}
+
 void metrics_free(app_t *app)
 {
     metrics_t *mx = app->metrics;

@@ -24,6 +24,7 @@ struct http_server {
     net_loop_t *loop;
     http_options_t opt;
     http_route_t routes[32];
+    bool draining; /* no new request reaches a handler (they are being freed) */
     int nroutes;
 };
 
@@ -99,6 +100,7 @@ void http_server_route_flags(http_server_t *srv, const char *path, unsigned flag
 }
 
 const http_options_t *http_server_options(const http_server_t *srv) { return &srv->opt; }
+void http_server_drain(http_server_t *srv) { srv->draining = true; }
 net_loop_t *http_server_loop(const http_server_t *srv) { return srv->loop; }
 net_conn_t *http_conn_net(const http_conn_t *hc) { return hc->c; }
 http_server_t *http_conn_server(const http_conn_t *hc) { return hc->srv; }
@@ -385,6 +387,10 @@ static size_t hc_on_read(net_conn_t *c, char *data, size_t len)
         }
         if (req.minor_version == 1 && !http_header_get(&req, "host").p) {
             hc_fail(hc, 400);
+            return len;
+        }
+        if (hc->srv->draining) { /* shutting down: the handlers are going away */
+            hc_fail(hc, 503);
             return len;
         }
         size_t body_len = req.content_length > 0 ? (size_t)req.content_length : 0, encoded = body_len;

@@ -47,6 +47,9 @@ void http_server_accept(net_listener_t *l, net_conn_t *c);
  * before net_conn_start(). */
 void http_server_adopt(http_server_t *srv, net_conn_t *c);
 const http_options_t *http_server_options(const http_server_t *srv);
+/* Shutdown: every request parsed from now on is answered 503 and its
+ * connection closed; no handler is called (they may be freed). */
+void http_server_drain(http_server_t *srv);
 net_loop_t *http_server_loop(const http_server_t *srv);
 
 /* Response with a body. content_type may be NULL (no header). extra is
