@@ -149,7 +149,7 @@ void app_reopen_log(app_t *app); /* --log-file after a rotation */
  * request or upgrade for a session another worker owns (the sid's first
  * character names the worker) is handed to it with the bytes already read. */
 int app_workers_count(const app_config_t *cfg); /* -1 if the value is invalid */
-unsigned app_uds_mode(const app_config_t *cfg);  /* uds_mode as a number (validated) */
+int app_uds_mode(const app_config_t *cfg);       /* uds_mode as a number (validated) */
 int app_master_main(app_t *app);  /* returns the exit code */
 int app_serve(app_t *app);        /* main.c: one server, alone or as a worker */
 /* In a worker: starts receiving handed-off connections / stops. */

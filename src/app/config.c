@@ -780,9 +780,9 @@ void app_config_take_live(app_config_t *dst, const app_config_t *src)
     }
 }
 
-unsigned app_uds_mode(const app_config_t *cfg)
+int app_uds_mode(const app_config_t *cfg)
 {
-    return cfg->uds_mode ? (unsigned)strtoul(cfg->uds_mode, NULL, 8) : 0;
+    return cfg->uds_mode ? (int)strtoul(cfg->uds_mode, NULL, 8) : -1;
 }
 
 void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)

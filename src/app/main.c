@@ -183,6 +183,11 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "publish")) return app_publish_main(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "setup-bench")) return app_setup_bench_main(argc - 1, argv + 1);
+    /* Blocked from the first instruction: a SIGHUP or SIGTERM that comes
+     * while starting waits for the signalfd instead of killing us. */
+    sigset_t early;
+    app_signal_mask(&early);
+    sigprocmask(SIG_BLOCK, &early, NULL);
 
     app_t app = {.worker = -1, .nworkers = 1, .listen_fd = -1, .ready_fd = -1, .handoff_in = -1};
     bool exit_now, check_only;

@@ -12,6 +12,7 @@
 #include "app_frappe.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -64,7 +65,23 @@ static uint64_t proc_rss(pid_t pid)
     return n == 2 ? (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+static uint64_t proc_fds_walk(pid_t pid);
+/* At most one walk a second per process: on kernels before 6.2 counting
+ * means reading every entry of /proc/<pid>/fd inside the loop. */
 static uint64_t proc_fds(pid_t pid)
+{
+    static struct {
+        pid_t pid;
+        uint64_t at, n;
+    } cache[2];
+    uint64_t now = rt_now_ms();
+    int k = pid == getpid() ? 0 : 1;
+    if (cache[k].pid == pid && now - cache[k].at < 1000) return cache[k].n;
+    cache[k].pid = pid, cache[k].at = now, cache[k].n = proc_fds_walk(pid);
+    return cache[k].n;
+}
+
+static uint64_t proc_fds_walk(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
@@ -110,7 +127,10 @@ static void readiness(const app_t *app, char *out, size_t n)
     const frappe_stats_t *fs = frappe_stats(app->frappe);
     if (!b || !broker_subscribed(b)) snprintf(out, n, "redis: not subscribed to 'events'");
     else if (!broker_command_ready(b)) snprintf(out, n, "redis: command link down (the socket secret cannot be read)");
-    else if (fs->secret_failing) snprintf(out, n, "redis: the last read of the socket secret failed");
+    /* a failed read counts for 5 s: with no client authenticating, nothing
+     * else would ever clear it, and a balancer would keep the node out */
+    else if (fs->secret_failing && rt_now_ms() - fs->secret_failed_ms < 5000)
+        snprintf(out, n, "redis: the last read of the socket secret failed");
 }
 
 static void collect(const app_t *app, metrics_snap_t *m)
@@ -214,6 +234,7 @@ void *metrics_slots_new(int nworkers)
 static void slot_write(metrics_snap_t *slot, const metrics_snap_t *m)
 {
     uint32_t s = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+    s += s & 1; /* odd: a predecessor was killed in the middle of a copy */
     atomic_store_explicit(&slot->seq, s + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     memcpy((char *)slot + sizeof slot->seq, (const char *)m + sizeof m->seq, sizeof *m - sizeof m->seq);
@@ -224,7 +245,10 @@ static bool slot_read(const metrics_snap_t *slot, metrics_snap_t *out)
 {
     for (int tries = 0; tries < 100; tries++) {
         uint32_t s = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        if (s & 1) continue;
+        if (s & 1) {
+            sched_yield();
+            continue;
+        }
         memcpy((char *)out + sizeof out->seq, (const char *)slot + sizeof slot->seq, sizeof *out - sizeof out->seq);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&slot->seq, memory_order_relaxed) == s) return s != 0;
@@ -236,6 +260,7 @@ struct metrics {
     app_t *app;
     metrics_snap_t *slots; /* [nworkers] in shared memory, or NULL alone */
     metrics_snap_t tmp, total;
+    metrics_snap_t *last;  /* [nworkers]: each other worker's last good copy */
     net_timer_t publish;
     http_server_t *own_http; /* --metrics-listen */
     net_listener_t *own_listener;
@@ -256,11 +281,12 @@ static int gather(metrics_t *mx, int *first)
     uint64_t now = rt_now_ms();
     for (int i = 0; i < app->nworkers; i++) {
         if (i == app->worker) continue;
-        if (!slot_read(&mx->slots[i], &mx->tmp) || now - mx->tmp.taken_ms > 3000) {
+        /* a copy being written (another worker publishing): its last good one */
+        if (slot_read(&mx->slots[i], &mx->tmp)) memcpy(&mx->last[i], &mx->tmp, sizeof mx->tmp);
+        const metrics_snap_t *w = &mx->last[i];
+        if (!w->taken_ms || now - w->taken_ms > 3000)
             if (!stale++) *first = i;
-            if (!mx->tmp.taken_ms) continue;
-        }
-        sum_into(t, &mx->tmp);
+        if (w->taken_ms) sum_into(t, w);
     }
     pid_t master = getppid();
     t->rss += proc_rss(master);
@@ -519,6 +545,7 @@ int metrics_start(app_t *app, char *err, size_t errlen)
     routes(mx, app->http, !separate);
     if (app->worker >= 0 && app->metrics_slots) {
         mx->slots = app->metrics_slots;
+        mx->last = rt_calloc((size_t)app->nworkers, sizeof *mx->last);
         net_timer_init(&mx->publish, publish_tick);
         publish_tick(app->loop, &mx->publish);
     }
@@ -565,6 +592,7 @@ void metrics_free(app_t *app)
     metrics_stop(app);
     if (mx->own_http) http_server_free(mx->own_http);
     rt_buf_free(&mx->out);
+    free(mx->last);
     free(mx);
     app->metrics = NULL;
 }

@@ -19,7 +19,10 @@ void app_notify(const char *msg)
     if (!path || (path[0] != '/' && path[0] != '@')) return;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t n = strlen(path);
-    if (n >= sizeof sa.sun_path) return;
+    if (n >= sizeof sa.sun_path) {
+        rt_warn_rl("app", "NOTIFY_SOCKET is longer than a socket path can be (%zu bytes): not notifying", n);
+        return;
+    }
     memcpy(sa.sun_path, path, n);
     if (sa.sun_path[0] == '@') sa.sun_path[0] = 0;
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -137,6 +137,8 @@ static int http_status(const char *host, int port, const char *site, const char 
     int fd = -1, status = -1;
     for (struct addrinfo *p = ai; p && fd < 0; p = p->ai_next) {
         fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+        struct timeval tv = {5, 0}; /* a blocking connect honours the send timeout */
+        if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         if (fd >= 0 && connect(fd, p->ai_addr, p->ai_addrlen) < 0) {
             snprintf(err, errlen, "cannot connect to %s:%d: %s", host, port, strerror(errno));
             close(fd);
@@ -156,9 +158,11 @@ static int http_status(const char *host, int port, const char *site, const char 
     }
     char buf[256];
     size_t got = 0;
+    uint64_t deadline = rt_now_ms() + 5000; /* for the whole status line: a trickle does not extend it */
     while (got < sizeof buf - 1) {
+        uint64_t now = rt_now_ms();
         struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (poll(&pf, 1, 5000) <= 0) break;
+        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0) break;
         ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
         if (r <= 0) break;
         got += (size_t)r;
@@ -167,7 +171,8 @@ static int http_status(const char *host, int port, const char *site, const char 
     buf[got] = 0;
     close(fd);
     if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        snprintf(err, errlen, "%s:%d did not answer HTTP within 5 s", host, port);
+        snprintf(err, errlen, got ? "%s:%d answered something that is not HTTP" : "%s:%d did not answer within 5 s",
+                 host, port);
         return -1;
     }
     return status;
@@ -197,10 +202,18 @@ static int probe_webserver(const app_config_t *cfg)
     DIR *d = opendir(sites);
     if (!d) return 0;
     int rc = 0, n = 0;
-    for (struct dirent *e; (e = readdir(d)) && n < 50;) {
+    for (struct dirent *e; (e = readdir(d));) {
         char conf[4400];
         snprintf(conf, sizeof conf, "%s/%s/site_config.json", sites, e->d_name);
         if (e->d_name[0] == '.' || access(conf, R_OK) != 0) continue;
+        if (strspn(e->d_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(e->d_name)) {
+            printf("probe: site folder with unusual characters not probed (not a host name)\n");
+            continue;
+        }
+        if (n == 50) {
+            printf("probe: more than 50 sites: the others are not probed\n");
+            break;
+        }
         n++;
         char err[512];
         int st = http_status(host, port, e->d_name, "/api/method/frappe.realtime.get_user_info", err, sizeof err);

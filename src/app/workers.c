@@ -304,10 +304,8 @@ static void worker_child(master_t *m, int i)
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
-    /* the master blocked these for its signalfd; app_serve makes its own */
-    sigset_t mask;
-    app_signal_mask(&mask);
-    sigprocmask(SIG_UNBLOCK, &mask, NULL);
+    /* the signals stay blocked: app_serve reads them from a signalfd of its
+     * own (unblocking here would let one that comes meanwhile kill us) */
     int rc = app_serve(app);
     app_config_free(&app->cfg);
     exit(rc); /* not _exit: the leak checker of a sanitizer build runs */
@@ -573,6 +571,7 @@ int app_master_main(app_t *app)
                     }
                     m.stopping = true;
                     stop_all(&m, SIGTERM);
+                    grace = (uint64_t)app->cfg.drain_timeout + 5000; /* a SIGHUP may have changed it */
                     if (!kill_at) kill_at = rt_now_ms() + grace;
                 }
             } else if (idx[k] == -2) {

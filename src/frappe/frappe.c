@@ -442,6 +442,7 @@ static void on_secret(bool ok, rt_slice_t value, void *ud)
         return;
     }
     op->f->stats.secret_failing = !ok;
+    if (!ok) op->f->stats.secret_failed_ms = rt_now_ms();
     if (!ok) op->f->stats.secret_failures++;
     if (!ok) {
         /* Redis did not give the secret within the auth timeout (logged by

@@ -110,7 +110,8 @@ typedef struct {
     uint64_t events, events_bad, auth_ok, auth_failed, perm_checks;
     uint64_t refused[FR_REFUSALS];
     uint64_t secret_failures;  /* reads of the socket secret that got no answer */
-    bool secret_failing;       /* the last read of the secret failed */
+    bool secret_failing;       /* the last read of the secret failed ... */
+    uint64_t secret_failed_ms; /* ... at this time (rt_now_ms): /ready heeds it 5 s */
     rt_hist_t event_latency;   /* Redis message -> its deliveries written (end of the turn) */
 } frappe_stats_t;
 const frappe_stats_t *frappe_stats(const frappe_t *f);

@@ -1074,7 +1074,7 @@ int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char
     return fd;
 }
 
-int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen)
+int net_bind_unix(const char *path, int mode, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (!*path || strlen(path) >= sizeof sa.sun_path) {
@@ -1107,7 +1107,7 @@ int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen)
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (mode && chmod(path, (mode_t)mode) < 0) ||
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (mode >= 0 && chmod(path, (mode_t)mode) < 0) ||
         listen(fd, 4096) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
         close(fd);
@@ -1131,7 +1131,7 @@ net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net
     return l;
 }
 
-net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, unsigned mode, net_accept_cb cb, void *ud,
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, int mode, net_accept_cb cb, void *ud,
                                 char *err, size_t errlen)
 {
     int fd = net_bind_unix(path, mode, err, errlen);

@@ -238,10 +238,10 @@ typedef void (*net_accept_cb)(net_listener_t *l, net_conn_t *c);
  * ephemeral. */
 net_listener_t *net_listen_tcp(net_loop_t *loop, const char *host, int port, net_accept_cb cb,
                                void *ud, char *err, size_t errlen);
-/* Binds a Unix socket path with permissions mode (0: as the umask makes
+/* Binds a Unix socket path with permissions mode (-1: as the umask makes
  * them). A stale socket file (nobody accepts on it) is replaced; a live one,
  * or a file that is not a socket, is an error. */
-net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, unsigned mode, net_accept_cb cb, void *ud,
+net_listener_t *net_listen_unix(net_loop_t *loop, const char *path, int mode, net_accept_cb cb, void *ud,
                                 char *err, size_t errlen);
 /* Binds and listens without a loop (non-blocking, close-on-exec), for
  * sockets that other processes then watch with net_listen_fd(): one socket
@@ -252,7 +252,7 @@ int net_bind_tcp(const char *host, int port, bool reuseport, int *port_out, char
 /* A listen host as net_bind_tcp reads it; -1 if it is not an address. */
 #include <sys/socket.h>
 int net_parse_host(const char *host, struct sockaddr_storage *ss, socklen_t *len, bool *dual);
-int net_bind_unix(const char *path, unsigned mode, char *err, size_t errlen);
+int net_bind_unix(const char *path, int mode, char *err, size_t errlen);
 /* Watches a listening descriptor shared with other processes: each new
  * connection wakes one of them (EPOLLEXCLUSIVE), and a wake-up accepts a few
  * connections only, leaving the next ones to the others. Closing the listener

@@ -1287,7 +1287,7 @@ TEST(conn_unix_socket)
     char path[108], err[128];
     snprintf(path, sizeof path, "/tmp/rt-test-net-%d.sock", (int)getpid());
     accept_ops = &echo_ops;
-    net_listener_t *l = net_listen_unix(loop, path, 0, on_accept, &S, err, sizeof err);
+    net_listener_t *l = net_listen_unix(loop, path, -1, on_accept, &S, err, sizeof err);
     CHECK(l != NULL);
     if (!l) {
         net_loop_free(loop);
