@@ -276,20 +276,25 @@ def test_zz_sigterm_exits_0(server, clients):
 
 
 @pytest.mark.parametrize("transports", TRANSPORTS, ids=IDS)
-def test_ipv6_and_gzip(server, transports):
+def test_ipv6_and_gzip(transports):
     """python-socketio over [::1] (the listener is dual-stack), with a 5 kB
     echo: over polling it comes back gzip'd (requests asks for it and
-    decodes it)."""
-    url = server.url.replace("127.0.0.1", "[::1]")
-    c = Client(url, transports=transports)
+    decodes it). Its own server: the module's is stopped by the SIGTERM test."""
+    rt = Realtimed(["--conformance", "--port", free_port(), "--ping-interval", "5000",
+                    "--ping-timeout", "10000", "--connect-timeout", "10000", "--log-level", "warning"])
     try:
-        text = "é" * 2500
-        c.sio.emit("message", text)
-        assert c.next("message-back") == [text]
+        url = rt.url.replace("127.0.0.1", "[::1]")
+        c = Client(url, transports=transports)
+        try:
+            text = "é" * 2500
+            c.sio.emit("message", text)
+            assert c.next("message-back") == [text]
+        finally:
+            c.close()
+        with urllib.request.urlopen(f"{rt.url}/metrics", timeout=T) as r:
+            metrics = r.read().decode()
     finally:
-        c.close()
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=T) as r:
-        metrics = r.read().decode()
+        rt.stop()
     if transports == ["polling"]:
         line = next(l for l in metrics.splitlines() if l.startswith("realtimed_http_compressed_total "))
         assert int(line.split()[1]) >= 1, metrics
