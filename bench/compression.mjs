@@ -39,6 +39,24 @@ function doc(i) {
   return { doctype: 'Sales Invoice', name: `SINV-${i}`, modified: '2026-12-06 23:00:00.000000', ...fields };
 }
 
+/* Publishes EVENTS documents to 'website', waits for every delivery
+ * (delivered() counts them) and prints the server's CPU and bytes per one. */
+async function measure(name, rt, redis, url, delivered) {
+  const cpu0 = cpuMs(rt.pid), bytes0 = await metric(url, 'realtimed_bytes_sent_total');
+  for (let i = 0; i < EVENTS; i++) {
+    await redis.publish('events', { event: 'doc_update', message: doc(i), room: 'website', namespace: 'b' });
+    await sleep(GAP); /* one event per poll: the paced case (the burst case: --gap-ms 0) */
+  }
+  const n = CLIENTS * EVENTS;
+  await waitFor(() => delivered() >= n, 60000, 50).catch((e) => { console.error(`${name}: ${delivered()} of ${n}`); throw e; });
+  const cpu = cpuMs(rt.pid) - cpu0, bytes = (await metric(url, 'realtimed_bytes_sent_total')) - bytes0;
+  console.log(JSON.stringify({
+    case: name, deliveries: n, event_bytes: JSON.stringify(doc(0)).length,
+    server_cpu_us_per_delivery: +((cpu * 1000) / n).toFixed(2), bytes_per_delivery: Math.round(bytes / n),
+    deflated: await metric(url, 'realtimed_ws_deflated_total'), gzipped: await metric(url, 'realtimed_http_compressed_total'),
+  }));
+}
+
 async function run(name, args, clientOpts) {
   const redis = await startRedis();
   const port = await freePort();
@@ -58,19 +76,7 @@ async function run(name, args, clientOpts) {
   }
   const socks = await Promise.all(clients);
   await sleep(500);
-  const cpu0 = cpuMs(rt.pid), bytes0 = await metric(url, 'realtimed_bytes_sent_total');
-  for (let i = 0; i < EVENTS; i++) {
-    await redis.publish('events', { event: 'doc_update', message: doc(i), room: 'website', namespace: 'b' });
-    await sleep(GAP); /* one event per poll: the paced case (the burst case: --gap-ms 0) */
-  }
-  await waitFor(() => got >= CLIENTS * EVENTS, 60000, 50).catch((e) => { console.error(`${name}: ${got} of ${CLIENTS * EVENTS}`); throw e; });
-  const cpu = cpuMs(rt.pid) - cpu0, bytes = (await metric(url, 'realtimed_bytes_sent_total')) - bytes0;
-  const n = CLIENTS * EVENTS;
-  console.log(JSON.stringify({
-    case: name, deliveries: n, event_bytes: JSON.stringify(doc(0)).length,
-    server_cpu_us_per_delivery: +((cpu * 1000) / n).toFixed(2), bytes_per_delivery: Math.round(bytes / n),
-    deflated: await metric(url, 'realtimed_ws_deflated_total'), gzipped: await metric(url, 'realtimed_http_compressed_total'),
-  }));
+  await measure(name, rt, redis, url, () => got);
   for (const s of socks) s.close();
   rt.kill('SIGTERM');
   await new Promise((r) => rt.once('exit', r));
@@ -98,19 +104,7 @@ async function runRaw(name, rt, redis, url, { gzip }) {
   };
   for (let i = 0; i < CLIENTS; i += 50) await Promise.all(Array.from({ length: Math.min(50, CLIENTS - i) }, poll));
   await sleep(1000);
-  const cpu0 = cpuMs(rt.pid), bytes0 = await metric(url, 'realtimed_bytes_sent_total');
-  for (let i = 0; i < EVENTS; i++) {
-    await redis.publish('events', { event: 'doc_update', message: doc(i), room: 'website', namespace: 'b' });
-    await sleep(GAP); /* one event per poll: the paced case (the burst case: --gap-ms 0) */
-  }
-  await waitFor(() => got >= CLIENTS * EVENTS, 60000, 50).catch((e) => { console.error(`${name}: ${got} of ${CLIENTS * EVENTS}`); throw e; });
-  const cpu = cpuMs(rt.pid) - cpu0, bytes = (await metric(url, 'realtimed_bytes_sent_total')) - bytes0;
-  const n = CLIENTS * EVENTS;
-  console.log(JSON.stringify({
-    case: name, deliveries: n, event_bytes: JSON.stringify(doc(0)).length,
-    server_cpu_us_per_delivery: +((cpu * 1000) / n).toFixed(2), bytes_per_delivery: Math.round(bytes / n),
-    gzipped: await metric(url, 'realtimed_http_compressed_total'),
-  }));
+  await measure(name, rt, redis, url, () => got);
   stop = true;
   rt.kill('SIGTERM');
   await new Promise((r) => rt.once('exit', r));

@@ -50,12 +50,7 @@ static bool find_dir(const char *opt, char *out, size_t n)
         return is_dir_with(out, "socket.io.min.js") || is_dir_with(out, "socket.io.js");
     }
     char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return false;
-    exe[len] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return false;
-    *slash = 0;
+    if (!rt_exe_dir(exe, sizeof exe)) return false;
     static const char *const rel[] = {"../share/realtimed/client", "../tests/node_modules/socket.io-client/dist"};
     for (size_t i = 0; i < RT_ARRAY_LEN(rel); i++) {
         char p[PATH_MAX];

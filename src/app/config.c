@@ -249,23 +249,32 @@ static json_t *load_json_file(const char *path, json_error_t *err)
     return root;
 }
 
+/* A file that must hold a JSON object; NULL after saying why ("cannot read
+ * <what><path>: ..."). */
+static json_t *load_json_object(const char *path, const char *what)
+{
+    json_error_t err;
+    json_t *root = load_json_file(path, &err);
+    if (!root) {
+        cfg_error("cannot read %s%s: %s (line %d)", what, path, err.text, err.line);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        cfg_error("cannot read %s%s: not a JSON object", what, path);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
 /* Frappe's get_conf: later files win, and only truthy values are copied. */
 static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", bench, rel);
     if (access(path, F_OK) != 0) return 0;
-    json_error_t err;
-    json_t *root = load_json_file(path, &err);
-    if (!root) {
-        cfg_error("cannot read %s: %s (line %d)", path, err.text, err.line);
-        return EX_CONFIG;
-    }
-    if (!json_is_object(root)) {
-        cfg_error("cannot read %s: not a JSON object", path);
-        json_decref(root);
-        return EX_CONFIG;
-    }
+    json_t *root = load_json_object(path, "");
+    if (!root) return EX_CONFIG;
     int rc = 0;
     for (size_t i = 0; i < RT_ARRAY_LEN(opts) && !rc; i++) {
         const opt_t *o = &opts[i];
@@ -306,21 +315,7 @@ static int read_bench_file(app_config_t *cfg, const char *bench, const char *rel
 
 /* --config FILE: a JSON object keyed by long option names ("max_sessions"
  * or "max-sessions"); every value is taken as given (false, 0 and "" too). */
-static json_t *load_config_file(const char *path)
-{
-    json_error_t err;
-    json_t *root = load_json_file(path, &err);
-    if (!root) {
-        cfg_error("cannot read config file %s: %s (line %d)", path, err.text, err.line);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        cfg_error("cannot read config file %s: not a JSON object", path);
-        json_decref(root);
-        return NULL;
-    }
-    return root;
-}
+static json_t *load_config_file(const char *path) { return load_json_object(path, "config file "); }
 
 static const opt_t *find_flag(const char *name, size_t n);
 

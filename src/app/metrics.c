@@ -335,7 +335,7 @@ static void label_value(rt_buf_t *b, const char *v)
     }
 }
 
-/* "transport close" -> transport_close */
+/* name{label="value"} v; "transport close" -> transport_close */
 static void reason_label(rt_buf_t *b, const char *name, const char *label, const char *value, uint64_t v)
 {
     rt_buf_printf(b, "%s{%s=\"", name, label);
@@ -366,8 +366,8 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
 
     head(b, "realtimed_connections", "gauge", "Open Engine.IO sessions by transport.");
     uint64_t ws = RT_MIN(t->eio.ws_sessions, t->sessions);
-    rt_buf_printf(b, "realtimed_connections{transport=\"websocket\"} %llu\n", (unsigned long long)ws);
-    rt_buf_printf(b, "realtimed_connections{transport=\"polling\"} %llu\n", (unsigned long long)(t->sessions - ws));
+    reason_label(b, "realtimed_connections", "transport", "websocket", ws);
+    reason_label(b, "realtimed_connections", "transport", "polling", (t->sessions - ws));
     one(b, "realtimed_connections_unauthenticated", "gauge",
         "Sessions that have not joined a namespace yet (authentication pending).", t->pending);
     head(b, "realtimed_sockets", "gauge",
@@ -385,10 +385,8 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
         t->net.handed_off);
 
     head(b, "realtimed_handshakes_total", "counter", "Engine.IO sessions opened, by transport of the handshake.");
-    rt_buf_printf(b, "realtimed_handshakes_total{transport=\"polling\"} %llu\n",
-                  (unsigned long long)t->eio.handshakes[0]);
-    rt_buf_printf(b, "realtimed_handshakes_total{transport=\"websocket\"} %llu\n",
-                  (unsigned long long)t->eio.handshakes[1]);
+    reason_label(b, "realtimed_handshakes_total", "transport", "polling", t->eio.handshakes[0]);
+    reason_label(b, "realtimed_handshakes_total", "transport", "websocket", t->eio.handshakes[1]);
     one(b, "realtimed_handshakes_refused_total", "counter", "Handshakes answered 503: max_sessions reached.",
         t->eio.refused_full);
     one(b, "realtimed_upgrades_total", "counter", "Polling sessions upgraded to WebSocket.", t->eio.upgrades);
@@ -421,29 +419,24 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
     one(b, "realtimed_http_compressed_total", "counter", "Polling responses sent gzip/deflate compressed.",
         t->eio.compressed);
     head(b, "realtimed_http_compressed_bytes_total", "counter", "Bytes of those responses before and after compression.");
-    rt_buf_printf(b, "realtimed_http_compressed_bytes_total{stage=\"before\"} %llu\n",
-                  (unsigned long long)t->eio.compressed_in);
-    rt_buf_printf(b, "realtimed_http_compressed_bytes_total{stage=\"after\"} %llu\n",
-                  (unsigned long long)t->eio.compressed_out);
+    reason_label(b, "realtimed_http_compressed_bytes_total", "stage", "before", t->eio.compressed_in);
+    reason_label(b, "realtimed_http_compressed_bytes_total", "stage", "after", t->eio.compressed_out);
     one(b, "realtimed_ws_deflate_connections", "gauge", "WebSocket sessions that negotiated permessage-deflate.",
         t->eio.deflate_sessions);
     one(b, "realtimed_ws_deflated_total", "counter", "WebSocket messages deflated (a broadcast counts once).",
         t->eio.deflated);
     head(b, "realtimed_ws_deflated_bytes_total", "counter", "Bytes of those messages before and after deflate.");
-    rt_buf_printf(b, "realtimed_ws_deflated_bytes_total{stage=\"before\"} %llu\n", (unsigned long long)t->eio.deflated_in);
-    rt_buf_printf(b, "realtimed_ws_deflated_bytes_total{stage=\"after\"} %llu\n", (unsigned long long)t->eio.deflated_out);
+    reason_label(b, "realtimed_ws_deflated_bytes_total", "stage", "before", t->eio.deflated_in);
+    reason_label(b, "realtimed_ws_deflated_bytes_total", "stage", "after", t->eio.deflated_out);
     one(b, "realtimed_bytes_received_total", "counter", "Bytes read from clients.", t->net.bytes_in);
     one(b, "realtimed_bytes_sent_total", "counter", "Bytes written to clients.", t->net.bytes_out);
     one(b, "realtimed_slow_consumer_closes_total", "counter",
         "Connections closed for not reading their output (out_soft_limit for 10 s, or out_hard_limit).",
         t->net.slow_closed);
     head(b, "realtimed_dropped_messages_total", "counter", "Messages not delivered, by where they were dropped.");
-    rt_buf_printf(b, "realtimed_dropped_messages_total{where=\"polling_queue\"} %llu\n",
-                  (unsigned long long)t->eio.polling_overflow);
-    rt_buf_printf(b, "realtimed_dropped_messages_total{where=\"redis_publish\"} %llu\n",
-                  (unsigned long long)t->broker.dropped_publishes);
-    rt_buf_printf(b, "realtimed_dropped_messages_total{where=\"handler_host\"} %llu\n",
-                  (unsigned long long)t->handlers.dropped);
+    reason_label(b, "realtimed_dropped_messages_total", "where", "polling_queue", t->eio.polling_overflow);
+    reason_label(b, "realtimed_dropped_messages_total", "where", "redis_publish", t->broker.dropped_publishes);
+    reason_label(b, "realtimed_dropped_messages_total", "where", "handler_host", t->handlers.dropped);
 
     if (t->frappe) {
         head(b, "realtimed_redis_up", "gauge", "Redis links set up (AUTH, SELECT, SUBSCRIBE done).");
@@ -484,10 +477,8 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
         rt_buf_printf(b, "realtimed_handler_host_up{lang=\"py\"} %d\n", t->handlers.up[1]);
         one(b, "realtimed_handler_host_restarts_total", "counter", "Handler host restarts.", t->handlers.restarts);
         head(b, "realtimed_handler_messages_total", "counter", "Messages between realtimed and the handler hosts.");
-        rt_buf_printf(b, "realtimed_handler_messages_total{direction=\"to_host\"} %llu\n",
-                      (unsigned long long)t->handlers.to_host);
-        rt_buf_printf(b, "realtimed_handler_messages_total{direction=\"from_host\"} %llu\n",
-                      (unsigned long long)t->handlers.from_host);
+        reason_label(b, "realtimed_handler_messages_total", "direction", "to_host", t->handlers.to_host);
+        reason_label(b, "realtimed_handler_messages_total", "direction", "from_host", t->handlers.from_host);
     }
     one(b, "realtimed_process_resident_memory_bytes", "gauge", "Resident memory of every realtimed process.", t->rss);
     one(b, "realtimed_process_open_fds", "gauge", "Open file descriptors of every realtimed process.", t->fds);

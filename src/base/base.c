@@ -721,3 +721,15 @@ void rt_hist_observe(rt_hist_t *h, uint64_t us)
     h->count++;
     h->sum_us += us;
 }
+
+bool rt_exe_dir(char *out, size_t n)
+{
+    if (n < 2) return false;
+    ssize_t len = readlink("/proc/self/exe", out, n - 1);
+    if (len <= 0) return false;
+    out[len] = 0;
+    char *slash = strrchr(out, '/');
+    if (!slash) return false;
+    *slash = 0;
+    return true;
+}

@@ -188,6 +188,10 @@ uint64_t rt_hash(const void *p, size_t n);
 /* SipHash-2-4 of p with a 16-byte key (pure; rt_hash uses it). */
 uint64_t rt_siphash(const void *p, size_t n, const uint8_t key[16]);
 
+/* The folder of the running binary (/proc/self/exe without its name), for
+ * files installed beside it; false if unknown. */
+bool rt_exe_dir(char *out, size_t n);
+
 /* ---- time ---- */
 uint64_t rt_now_ms(void);   /* CLOCK_MONOTONIC in milliseconds */
 uint64_t rt_now_ns(void);   /* CLOCK_MONOTONIC in nanoseconds */

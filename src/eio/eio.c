@@ -765,27 +765,14 @@ static void handle_polling(eio_session_t *s, http_conn_t *hc, const http_request
     if (rt_slice_eq_cstr(req->method, "POST")) {
         rt_slice_t ct = http_header_get(req, "content-type");
         bool octets = ct.p && ct.n >= 24 && rt_slice_case_eq(rt_slice(ct.p, 24), "application/octet-stream");
-        if (octets && s->proto == 3) { /* a v3 client's binary payload */
-            if (eio3_payload_decode_binary(body, post_packet, s) < 0) {
-                respond_code(hc, 3, "Bad request");
-                s->reason = EIO_REASON_PARSE_ERROR;
-                eio_session_close(s);
-                return;
-            }
-            http_respond(hc, 200, "text/html", "ok", 2, NULL);
-            return;
-        }
-        if (octets) {
-            respond_code(hc, 3, "Bad request");
-            s->reason = EIO_REASON_TRANSPORT_ERROR;
-            eio_session_close(s);
-            return;
-        }
-        int r = s->proto == 3 ? eio3_payload_decode(body, &s->srv->scratch, post_packet, s)
-                              : eio_payload_decode(body, &s->srv->scratch, post_packet, s);
+        /* binary bodies exist in v3 only (its XHR2 form) */
+        int r = octets && s->proto != 3 ? RT_EPROTO
+                : octets                ? eio3_payload_decode_binary(body, post_packet, s)
+                : s->proto == 3         ? eio3_payload_decode(body, &s->srv->scratch, post_packet, s)
+                                        : eio_payload_decode(body, &s->srv->scratch, post_packet, s);
         if (r < 0) {
             respond_code(hc, 3, "Bad request");
-            s->reason = EIO_REASON_PARSE_ERROR;
+            s->reason = octets && s->proto != 3 ? EIO_REASON_TRANSPORT_ERROR : EIO_REASON_PARSE_ERROR;
             eio_session_close(s);
             return;
         }

@@ -165,12 +165,7 @@ static bool find_host_dir(const char *opt, const char *script, char *out, size_t
         return is_file(p);
     }
     char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return false;
-    exe[len] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return false;
-    *slash = 0;
+    if (!rt_exe_dir(exe, sizeof exe)) return false;
     static const char *const rel[] = {"../share/realtimed/host", "../host"};
     for (size_t i = 0; i < RT_ARRAY_LEN(rel); i++) {
         if (snprintf(out, n, "%s/%s", exe, rel[i]) >= (int)n) continue;
