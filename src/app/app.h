@@ -49,6 +49,8 @@ typedef struct {
     bool http_compression; /* gzip/deflate polling responses of 1 KB and more */
     bool per_message_deflate; /* WebSocket permessage-deflate */
     bool allow_eio3;      /* Engine.IO v3 clients (socket.io-client 2.x) */
+    int recovery_window;  /* ms; 0: no connection state recovery */
+    int recovery_max_bytes;
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */
@@ -69,6 +71,7 @@ typedef struct {
     void *frappe;           /* frappe module state */
     void *handlers;         /* app-handler hosts, when some app has handlers */
     void *cluster;          /* presence shared through Redis (Frappe mode) */
+    void *recovery;         /* connection state recovery across nodes, or NULL */
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;

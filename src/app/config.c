@@ -119,6 +119,14 @@ static const opt_t opts[] = {
     {"allow_eio3", NULL, "REALTIMED_ALLOW_EIO3", T_BOOL, O(allow_eio3), "0", 0, 1, 0,
      "also serve Engine.IO v3 clients (socket.io-client 2.x, common in older mobile apps), as "
      "socket.io's allowEIO3 (off, as there and in Frappe's Node server)"},
+    {"recovery_window", NULL, "REALTIMED_RECOVERY_WINDOW", T_INT, O(recovery_window), "0", 0, 86400000, 0,
+     "connection state recovery (socket.io's connectionStateRecovery.maxDisconnectionDuration), "
+     "in ms; 0: off, as in socket.io and Frappe's Node server. A client that lost its connection "
+     "and comes back within it gets its id, rooms and every missed event (socket.recovered), on "
+     "any worker or node; every kept event then carries its offset as a last argument"},
+    {"recovery_max_bytes", NULL, NULL, T_INT, O(recovery_max_bytes), "67108864", 65536, INT_MAX, 0,
+     "memory for recovery per worker: the events kept and the disconnected sessions (at most half); "
+     "what was evicted is answered \"not recovered\""},
     {"metrics_listen", NULL, "REALTIMED_METRICS_LISTEN", T_STR, O(metrics_listen), NULL, 0, 0, 0,
      "serve /metrics (and /health, /ready) on this [host:]port instead of the main listener; "
      "with --workers, worker 0 serves it, summing every worker"},
@@ -796,6 +804,9 @@ void app_protocol_options(app_t *app, eio_options_t *eo, sio_options_t *so)
     so->connect_timeout = (unsigned)cfg->connect_timeout;
     so->attachment_timeout = (unsigned)cfg->attachment_timeout;
     so->max_pending = (size_t)cfg->max_pending;
+    so->recovery_window = (unsigned)cfg->recovery_window;
+    so->recovery_slack = eo->ping_interval + eo->ping_timeout;
+    so->recovery_max_bytes = (size_t)cfg->recovery_max_bytes;
     /* sids name their owner: this machine (node_id), then the worker */
     snprintf(eo->sid_prefix, sizeof eo->sid_prefix, "%s", cfg->node_id ? cfg->node_id : "");
     if (app->worker >= 0 && app->nworkers > 1) {

@@ -96,6 +96,7 @@ static void start_cluster(app_t *app)
 {
     static const cluster_handler_t ch = {cluster_viewers, cluster_resync, cluster_message};
     app->cluster = cluster_new(app->loop, frappe_broker(app->frappe), &ch, app);
+    app->recovery = cluster_recovery_new(app->cluster, app->sio);
     static const frappe_presence_t fp = {presence_viewer};
     frappe_set_presence(app->frappe, &fp, app);
 }
@@ -167,6 +168,8 @@ void frappe_app_stop(app_t *app)
     /* Leave the cluster first (our viewers go from Redis at once); the
      * disconnects that follow are nobody else's business. */
     if (app->frappe) frappe_set_presence(app->frappe, NULL, NULL);
+    cluster_recovery_free(app->recovery);
+    app->recovery = NULL;
     cluster_free(app->cluster);
     app->cluster = NULL;
     frappe_stop(app->frappe);

@@ -34,12 +34,13 @@ struct metrics_snap {
     _Atomic uint32_t seq; /* odd while its owner writes it (shared slots) */
     uint64_t taken_ms;    /* CLOCK_MONOTONIC: the same clock for every process of the machine */
     char not_ready[96];   /* "" when ready */
-    bool frappe, has_handlers, has_cluster;
+    bool frappe, has_handlers, has_cluster, has_recovery;
     uint64_t rss, fds, pending;
     net_stats_t net;
     eio_stats_t eio;
     uint64_t sessions;
     sio_stats_t sio;
+    sio_recovery_stats_t rec;
     frappe_stats_t fr;
     fetch_stats_t fetch;
     broker_stats_t broker;
@@ -148,6 +149,8 @@ static void collect(const app_t *app, metrics_snap_t *m)
         m->sessions = eio_server_sessions(eio);
         m->sio = *sio_server_stats(app->sio);
         m->pending = sio_server_pending(app->sio);
+        const sio_recovery_stats_t *rs = sio_server_recovery_stats(app->sio);
+        if (rs) m->has_recovery = true, m->rec = *rs;
         sio_server_each_nsp(app->sio, site_one, m);
     }
     if (app->frappe) {
@@ -184,6 +187,10 @@ static void sum_into(metrics_snap_t *t, const metrics_snap_t *m)
 {
     if (m->not_ready[0] && !t->not_ready[0]) memcpy(t->not_ready, m->not_ready, sizeof t->not_ready);
     t->frappe |= m->frappe, t->has_handlers |= m->has_handlers, t->has_cluster |= m->has_cluster;
+    t->has_recovery |= m->has_recovery;
+    ADD(rec.kept), ADD(rec.recovered), ADD(rec.recovered_remote), ADD(rec.exported), ADD(rec.packets_replayed);
+    ADD(rec.sessions_evicted), ADD(rec.log_entries), ADD(rec.log_bytes), ADD(rec.sessions), ADD(rec.session_bytes);
+    for (int i = 0; i < SIO_REC_REASONS; i++) ADD(rec.refused[i]);
     ADD(rss), ADD(fds), ADD(pending), ADD(sessions), ADD(nsnaps), ADD(redis_sub), ADD(redis_cmd);
     ADD(net.accepted), ADD(net.closed), ADD(net.bytes_in), ADD(net.bytes_out), ADD(net.slow_closed);
     ADD(net.handed_off), ADD(net.conns);
@@ -416,6 +423,27 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
     one(b, "realtimed_events_in_total", "counter", "Events received from clients.", t->sio.events_in);
     one(b, "realtimed_broadcasts_total", "counter", "Messages fanned out to rooms.", t->sio.broadcasts);
     one(b, "realtimed_deliveries_total", "counter", "Messages queued to sockets by broadcasts.", t->sio.deliveries);
+    if (t->has_recovery) {
+        one(b, "realtimed_recovery_kept_total", "counter",
+            "Sockets whose transport went, kept recoverable for the recovery window.", t->rec.kept);
+        head(b, "realtimed_recovery_total", "counter",
+             "CONNECTs asking to recover a session, by result (recovered, or why not).");
+        reason_label(b, "realtimed_recovery_total", "result", "recovered", t->rec.recovered);
+        for (int i = 0; i < SIO_REC_REASONS; i++)
+            reason_label(b, "realtimed_recovery_total", "result", sio_rec_reasons[i], t->rec.refused[i]);
+        one(b, "realtimed_recovery_remote_total", "counter",
+            "Sessions recovered from another worker or node (through Redis).", t->rec.recovered_remote);
+        one(b, "realtimed_recovery_exported_total", "counter",
+            "Sessions handed to another worker or node that asked for them.", t->rec.exported);
+        one(b, "realtimed_recovery_replayed_total", "counter", "Missed packets replayed to recovered sockets.",
+            t->rec.packets_replayed);
+        one(b, "realtimed_recovery_evicted_sessions_total", "counter",
+            "Kept sessions dropped early to stay within recovery_max_bytes.", t->rec.sessions_evicted);
+        one(b, "realtimed_recovery_sessions", "gauge", "Sessions kept recoverable now.", t->rec.sessions);
+        one(b, "realtimed_recovery_events", "gauge", "Event packets kept for recovery now.", t->rec.log_entries);
+        one(b, "realtimed_recovery_bytes", "gauge", "Memory the kept sessions and events take (recovery_max_bytes).",
+            t->rec.log_bytes + t->rec.session_bytes);
+    }
     one(b, "realtimed_http_compressed_total", "counter", "Polling responses sent gzip/deflate compressed.",
         t->eio.compressed);
     head(b, "realtimed_http_compressed_bytes_total", "counter", "Bytes of those responses before and after compression.");

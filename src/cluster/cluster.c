@@ -391,5 +391,7 @@ void cluster_free(cluster_t *c)
 }
 
 const char *cluster_node(const cluster_t *c) { return c->node; }
+broker_t *cluster_broker(const cluster_t *c) { return c->b; }
+net_loop_t *cluster_loop(const cluster_t *c) { return c->loop; }
 bool cluster_ready(const cluster_t *c) { return c && c->ready; }
 const cluster_stats_t *cluster_stats(const cluster_t *c) { return &c->stats; }

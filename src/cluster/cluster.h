@@ -18,6 +18,7 @@
 #ifndef RT_CLUSTER_H
 #define RT_CLUSTER_H
 #include "broker/broker.h"
+#include "sio/sio.h"
 
 typedef struct cluster cluster_t;
 
@@ -52,6 +53,20 @@ bool cluster_viewer(cluster_t *c, rt_slice_t nsp, rt_slice_t dt, rt_slice_t dn, 
 /* To every other node (channel realtimed:bcast, "<node>\0<msg>"); dropped
  * (false) while Redis is away. App-handler broadcasts travel this way. */
 bool cluster_send(cluster_t *c, rt_slice_t msg);
+
+broker_t *cluster_broker(const cluster_t *c);
+net_loop_t *cluster_loop(const cluster_t *c);
+
+/* Connection state recovery across workers and nodes (cluster_recovery.c):
+ * sessions kept by one node are recovered by a CONNECT to any other.
+ * Keys and channels:
+ *   session:<pid>        the node keeping it, expires with the window
+ *   channel recover      a request, ordered with the events (see the file)
+ *   channel recovered:<node>  the owner's answer to that node
+ * NULL when recovery is off. */
+typedef struct cluster_recovery cluster_recovery_t;
+cluster_recovery_t *cluster_recovery_new(cluster_t *c, sio_server_t *srv);
+void cluster_recovery_free(cluster_recovery_t *cr);
 
 typedef struct {
     uint64_t changes, published_seen, resyncs, cleanups, failed;

@@ -51,6 +51,7 @@ typedef struct {
     bool ext;            /* announced to the extension */
     uint16_t perms;      /* permission checks in flight */
     uint64_t connected_ns; /* when it was accepted: the viewers' order across the cluster */
+    char *utype, *apps;  /* get_user_info's, for the extension, until on_connect */
     char user[];
 } fr_socket_t;
 
@@ -563,6 +564,8 @@ static void fr_socket_free(fr_socket_t *fs)
         free(fs->open_docs[i].docname);
     }
     free(fs->open_docs);
+    free(fs->utype);
+    free(fs->apps);
     ident_unref(fs->id);
     free(fs);
 }
@@ -614,6 +617,12 @@ static void ext_announce(frappe_t *f, sio_socket_t *s, fr_socket_t *fs, rt_slice
     rt_buf_free(&url);
 }
 
+static char *json_copy(rt_slice_t v, rt_json_type_t want, const char *otherwise)
+{
+    rt_slice_t t = v.p && rt_json_peek(v) == want ? rt_json_trim(v) : rt_slice_cstr(otherwise);
+    return rt_strndup(t.p, t.n);
+}
+
 static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t user, bool system_user,
                       bool frappe_app, rt_slice_t utype, rt_slice_t apps)
 {
@@ -623,18 +632,67 @@ static void accept_as(frappe_t *f, sio_socket_t *s, fr_ident_t *id, rt_slice_t u
     memcpy(fs->user, user.p, user.n);
     fs->system_user = system_user;
     fs->connected_ns = rt_now_ns();
-    sio_socket_set_data(s, fs);
-    sio_socket_accept(s);
-    if (!sio_socket_connected(s)) return; /* on_disconnect already freed fs */
-    f->stats.auth_ok++;
-    eio_session_t *es = sio_client_session(sio_socket_client(s));
-    rt_info_rl("frappe", "connect: site %s, user %s, %s, socket %s", id->site, fs->user,
-               es && eio_session_is_websocket(es) ? "websocket" : "polling", sio_socket_id(s));
     /* Frappe's own handlers (rooms and events) are the "frappe" app's; a
      * site without it gets none, as in Node. */
     fs->handlers = frappe_app;
-    if (frappe_app) join_default_rooms(f, s, fs);
-    if (f->has_ext && sio_socket_connected(s)) ext_announce(f, s, fs, utype, apps);
+    if (f->has_ext) {
+        fs->utype = json_copy(utype, RT_JSON_STRING, "null");
+        fs->apps = json_copy(apps, RT_JSON_ARRAY, "[]");
+    }
+    sio_socket_set_data(s, fs);
+    /* A kept session is recovered only by the same user of the same site. */
+    rt_buf_t who = {0};
+    rt_buf_append_cstr(&who, id->site);
+    rt_buf_putc(&who, 0);
+    rt_buf_append_slice(&who, user);
+    sio_socket_set_identity(s, rt_slice(who.data, who.len));
+    rt_buf_free(&who);
+    sio_socket_accept(s); /* on_connect follows, now or once a recovery is settled */
+}
+
+/* A recovered socket is back in the rooms it had: its open documents are
+ * viewers again. */
+static void reopen_room(rt_slice_t room, void *arg)
+{
+    sio_socket_t *s = arg;
+    fr_socket_t *fs = sio_socket_data(s);
+    if (room.n <= 9 || memcmp(room.p, "open_doc:", 9)) return;
+    const char *sl = memchr(room.p + 9, '/', room.n - 9);
+    if (!sl) return;
+    if (fs->nopen == fs->capopen) {
+        fs->capopen = fs->capopen ? fs->capopen * 2 : 4;
+        fs->open_docs = rt_realloc(fs->open_docs, fs->capopen * sizeof *fs->open_docs);
+    }
+    fs->open_docs[fs->nopen++] = (fr_doc_t){rt_strndup(room.p + 9, (size_t)(sl - room.p - 9)),
+                                            rt_strndup(sl + 1, (size_t)(room.p + room.n - sl - 1))};
+}
+
+static void notify_viewers(frappe_t *f, sio_socket_t *s, const fr_socket_t *fs, const char *dt, const char *dn,
+                           bool opened);
+
+static void on_connect(sio_socket_t *s, rt_slice_t auth, void *ud)
+{
+    frappe_t *f = ud;
+    RT_UNUSED(auth);
+    fr_socket_t *fs = sio_socket_data(s);
+    if (!fs) return;
+    f->stats.auth_ok++;
+    eio_session_t *es = sio_client_session(sio_socket_client(s));
+    bool recovered = sio_socket_recovered(s);
+    rt_info_rl("frappe", "connect: site %s, user %s, %s, socket %s%s", fs->id->site, fs->user,
+               es && eio_session_is_websocket(es) ? "websocket" : "polling", sio_socket_id(s),
+               recovered ? " (recovered)" : "");
+    if (fs->handlers) join_default_rooms(f, s, fs);
+    if (recovered) {
+        sio_socket_rooms_each(s, reopen_room, s);
+        for (uint32_t i = 0; i < fs->nopen && sio_socket_connected(s); i++)
+            notify_viewers(f, s, fs, fs->open_docs[i].doctype, fs->open_docs[i].docname, true);
+    }
+    /* the host learns the rooms (a recovered socket's too) with the socket */
+    if (f->has_ext && sio_socket_connected(s)) ext_announce(f, s, fs, rt_slice_cstr(fs->utype), rt_slice_cstr(fs->apps));
+    free(fs->utype);
+    free(fs->apps);
+    fs->utype = fs->apps = NULL;
 }
 
 const char *const frappe_refusal_kinds[FR_REFUSALS] = {"unauthorized",  "backchannel",       "no_credentials",
@@ -1298,7 +1356,8 @@ frappe_t *frappe_new(net_loop_t *loop, sio_server_t *srv, const frappe_options_t
     static const sio_client_handler_t ch = {on_client, on_client_close};
     sio_server_set_client_handler(srv, &ch, f);
     static const sio_nsp_handler_t main_h = {.anonymous = true}; /* gets nothing, admits no one */
-    static const sio_nsp_handler_t site_h = {.on_connect_request = on_connect_request, .on_event = on_event,
+    static const sio_nsp_handler_t site_h = {.on_connect_request = on_connect_request, .on_connect = on_connect,
+                                             .on_event = on_event,
                                              .on_disconnect = on_disconnect, .on_room = on_room};
     sio_server_of(srv, "/", &main_h, f); /* exists in Socket.IO; gets nothing */
     sio_server_add_dynamic(srv, match_site, &site_h, f);

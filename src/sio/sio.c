@@ -10,115 +10,9 @@
  *   room "doc:ToDo/1" --members--> [m1] <-> [m2] <-> ...   (join order)
  *   socket ----rooms---> m1 -> m7 -> ...                    (singly linked)
  *   each member node links the two, so join/leave are O(1) after lookup. */
-#include "sio.h"
+#include "sio_int.h"
 
 #include <stdio.h>
-
-typedef struct sio_room {
-    rt_list_t members;
-    uint32_t count;
-    uint32_t namelen;
-    char name[];
-} sio_room_t;
-
-typedef struct sio_member {
-    rt_list_t in_room;
-    sio_socket_t *s;
-    sio_room_t *room;
-    struct sio_member *next; /* next room of the same socket */
-} sio_member_t;
-
-/* An ack the server awaits, in the socket's map keyed by the id's bytes
- * (the key lives here): an answer is found in O(1) however many wait. */
-typedef struct sio_pending_ack {
-    uint64_t id;
-    sio_ack_cb cb;
-    void *ud;
-} sio_pending_ack_t;
-
-enum { SOCK_PENDING, SOCK_CONNECTED, SOCK_CLOSED };
-
-struct sio_socket {
-    sio_client_t *client;
-    sio_nsp_t *nsp;
-    sio_socket_t *next_in_client;
-    rt_list_t nsp_link;
-    sio_member_t *rooms;
-    void *data;
-    char *auth; /* CONNECT payload kept while the middleware decides */
-    rt_map_t *acks;     /* id -> sio_pending_ack_t, while any is awaited */
-    uint64_t seq;
-    uint32_t refs;
-    uint32_t bcast_gen;
-    uint32_t next_ack;
-    uint16_t nrooms;
-    uint32_t room_bytes; /* name bytes of the rooms it is in */
-    uint8_t state;
-    char id[21];
-    char *id3; /* Engine.IO v3 client: "/nsp#<engine sid>" (the id socket.io-client 2.x computes) */
-};
-
-struct sio_nsp {
-    sio_server_t *srv;
-    sio_nsp_handler_t h;
-    void *ud;
-    rt_list_t sockets;
-    size_t nsockets;  /* connected */
-    size_t nalloc;    /* socket structs pointing here (pending, connected, held) */
-    rt_map_t rooms;
-    bool dynamic;
-    net_task_t cleanup; /* NET_PHASE_WORK: freed if still empty */
-    char *name;
-    size_t namelen;
-};
-
-/* A binary packet waiting for its attachments (bounded in bytes and time). */
-typedef struct {
-    char *text; /* copy of the packet text */
-    size_t text_len;
-    size_t bytes; /* attachment bytes so far */
-    uint32_t want, have;
-    net_timer_t timer;
-    struct sio_client *c;
-    rt_slice_t att[SIO_MAX_ATTACHMENTS];
-} sio_binpending_t;
-
-struct sio_client {
-    sio_server_t *srv;
-    eio_session_t *eio;
-    sio_socket_t *sockets;
-    sio_binpending_t *bin;
-    void *data;
-    rt_list_t connect_wait; /* in srv->connect_wait until a namespace is joined */
-    uint64_t connect_deadline;
-};
-
-typedef struct {
-    bool (*match)(rt_slice_t name, void *ud);
-    sio_nsp_handler_t h;
-    void *ud;
-} sio_dynamic_t;
-
-struct sio_server {
-    eio_server_t *eio;
-    net_loop_t *loop;
-    sio_options_t opt;
-    sio_client_handler_t ch;
-    void *ch_ud;
-    rt_map_t nsps;
-    sio_dynamic_t dyn[8];
-    int ndyn;
-    rt_list_t connect_wait; /* clients not yet admitted anywhere, oldest first */
-    size_t npending;        /* their number */
-    net_timer_t connect_timer;
-    rt_pool_t socket_pool, client_pool, member_pool;
-    uint32_t bcast_gen;
-    uint64_t seq;
-    rt_buf_t enc;    /* scratch for encoding */
-    rt_buf_t evname; /* scratch for the decoded event name */
-    sio_stats_t stats;
-};
-
 
 static const char REASON_CLIENT_NSP[] = "client namespace disconnect";
 static const char REASON_SERVER_NSP[] = "server namespace disconnect";
@@ -172,6 +66,8 @@ static void client_send_attachments(sio_client_t *c, const rt_slice_t *att, uint
 {
     for (uint32_t i = 0; c && c->eio && i < n; i++) eio_session_send(c->eio, true, att[i].p, att[i].n);
 }
+void sio_send_text(sio_client_t *c, const rt_buf_t *b) { client_send_text(c, b); }
+void sio_send_attachments(sio_client_t *c, const rt_slice_t *att, uint32_t n) { client_send_attachments(c, att, n); }
 
 /* Encodes `<type>[n-][nsp,][id]` into srv->enc (reset first). */
 static rt_buf_t *enc_head(sio_nsp_t *nsp, sio_type_t type, uint32_t nattach, int64_t id)
@@ -208,7 +104,18 @@ void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice
 {
     if (s->state != SOCK_CONNECTED || name_reserved(event)) return;
     rt_buf_t *b = enc_head(s->nsp, nattach ? SIO_BINARY_EVENT : SIO_EVENT, nattach, -1);
-    enc_array(b, event, args);
+    if (s->rec) { /* kept for recovery, with its offset: to the socket's own id */
+        rt_buf_putc(b, '[');
+        size_t body = b->len;
+        rt_buf_append_json_string(b, event);
+        if (args.n) rt_buf_putc(b, ',');
+        rt_buf_append_slice(b, args);
+        rt_slice_t room = rt_slice_cstr(s->id);
+        sio_rec_keep(s->nsp, &room, 1, NULL, b, body, attachments, nattach);
+        rt_buf_putc(b, ']');
+    } else {
+        enc_array(b, event, args);
+    }
     client_send_text(s->client, b);
     client_send_attachments(s->client, attachments, nattach);
 }
@@ -286,7 +193,11 @@ static void member_remove(sio_member_t *m)
     rt_pool_free(&nsp->srv->member_pool, m);
 }
 
-int sio_join(sio_socket_t *s, rt_slice_t room)
+static int join(sio_socket_t *s, rt_slice_t room, bool report);
+int sio_join(sio_socket_t *s, rt_slice_t room) { return join(s, room, true); }
+int sio_join_quiet(sio_socket_t *s, rt_slice_t room) { return join(s, room, false); }
+
+static int join(sio_socket_t *s, rt_slice_t room, bool report)
 {
     if (s->state != SOCK_CONNECTED) return RT_ESTATE;
     /* Find the room by hash, then the membership by pointer: a join costs a
@@ -315,7 +226,7 @@ int sio_join(sio_socket_t *s, rt_slice_t room)
     s->rooms = m;
     rt_list_insert_tail(&r->members, &m->in_room);
     r->count++;
-    if (s->nsp->h.on_room) s->nsp->h.on_room(s, room, true, s->nsp->ud);
+    if (report && s->nsp->h.on_room) s->nsp->h.on_room(s, room, true, s->nsp->ud);
     return RT_OK;
 }
 
@@ -384,7 +295,8 @@ size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nroo
         sio_room_t *r = room_get(nsp, rooms[i], false);
         if (r) rs[nr++] = r;
     }
-    if (nrooms ? nr == 0 : nsp->nsockets == 0) return 0;
+    bool keep = sio_rec_keeps(nsp); /* a kept session may be in rooms nobody here is */
+    if (!keep && (nrooms ? nr == 0 : nsp->nsockets == 0)) return 0;
     size_t tok_end;
     if (rt_json_scan(body.p, body.n, &tok_end) == RT_JSON_STRING &&
         sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
@@ -394,12 +306,15 @@ size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nroo
 
     rt_buf_t *b = &srv->enc;
     b->len = 0;
-    rt_buf_reserve(b, EIO_SHARED_RESERVE + nsp->namelen + body.n + 8);
+    rt_buf_reserve(b, EIO_SHARED_RESERVE + nsp->namelen + body.n + 40);
     b->len = EIO_SHARED_RESERVE;
     sio_packet_head(b, SIO_EVENT, sio_nsp_name(nsp), 0, -1);
     rt_buf_putc(b, '[');
+    size_t body_off = b->len;
     rt_buf_append_slice(b, body);
+    if (keep) sio_rec_keep(nsp, rooms, nrooms, except ? except->id : NULL, b, body_off, NULL, 0);
     rt_buf_putc(b, ']');
+    if (nrooms ? nr == 0 : nsp->nsockets == 0) return 0;
     eio_shared_t m = eio_shared_from_buf(b);
 
     size_t n = 0;
@@ -476,13 +391,20 @@ static void nsp_cleanup_task(net_loop_t *loop, net_task_t *t)
 {
     sio_nsp_t *nsp = rt_container_of(t, sio_nsp_t, cleanup);
     RT_UNUSED(loop);
-    if (nsp->nalloc == 0 && nsp->rooms.count == 0) nsp_free(nsp);
+    if (nsp->nalloc == 0 && nsp->nheld == 0 && nsp->rooms.count == 0) nsp_free(nsp);
 }
 
 static void nsp_maybe_cleanup(sio_nsp_t *nsp)
 {
-    if (!nsp->dynamic || nsp->nalloc || net_task_queued(&nsp->cleanup)) return;
+    if (!nsp->dynamic || nsp->nalloc || nsp->nheld || net_task_queued(&nsp->cleanup)) return;
     net_defer(nsp->srv->loop, &nsp->cleanup, NET_PHASE_WORK);
+}
+
+void sio_nsp_release(sio_nsp_t *nsp)
+{
+    rt_assert(nsp->nheld > 0);
+    nsp->nheld--;
+    nsp_maybe_cleanup(nsp);
 }
 
 sio_nsp_t *sio_server_of(sio_server_t *srv, const char *name, const sio_nsp_handler_t *h, void *ud)
@@ -532,6 +454,7 @@ static void socket_free(sio_socket_t *s)
     sio_nsp_t *nsp = s->nsp;
     free(s->auth);
     free(s->id3);
+    sio_rec_socket_free(s);
     rt_pool_free(&nsp->srv->socket_pool, s);
     nsp->nalloc--;
     nsp_maybe_cleanup(nsp);
@@ -558,6 +481,7 @@ static void socket_close(sio_socket_t *s, const char *reason)
     if (s->state == SOCK_CLOSED) return;
     bool was_connected = s->state == SOCK_CONNECTED;
     sio_nsp_t *nsp = s->nsp;
+    if (was_connected && s->rec) sio_rec_socket_close(s, reason); /* kept with its rooms */
     s->state = SOCK_CLOSED; /* first: the rooms it leaves now are not reported (on_room) */
     sio_leave_all(s);
     if (was_connected) {
@@ -595,7 +519,30 @@ static void socket_close(sio_socket_t *s, const char *reason)
     if (s->refs == 0) socket_free(s);
 }
 
+/* The CONNECT reply: {"sid"} ({"sid","pid"} with recovery); nothing for v3. */
+static void connect_reply(sio_socket_t *s)
+{
+    rt_buf_t *b = enc_head(s->nsp, SIO_CONNECT, 0, -1);
+    if (!client_v3(s->client)) {
+        rt_buf_append_cstr(b, "{\"sid\":\"");
+        rt_buf_append_cstr(b, s->id);
+        if (s->rec) {
+            rt_buf_append_cstr(b, "\",\"pid\":\"");
+            rt_buf_append_cstr(b, sio_rec_pid(s));
+        }
+        rt_buf_append_cstr(b, "\"}");
+    }
+    client_send_text(s->client, b);
+}
+
 void sio_socket_accept(sio_socket_t *s)
+{
+    if (s->state != SOCK_PENDING || !s->client) return;
+    if (s->rec && sio_rec_accept(s)) return; /* another process has its session: sio_socket_restore_remote */
+    sio_accept_finish(s);
+}
+
+void sio_accept_finish(sio_socket_t *s)
 {
     if (s->state != SOCK_PENDING || !s->client) return;
     sio_client_t *c = s->client;
@@ -606,13 +553,8 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->nsockets++;
     nsp->srv->stats.connects++;
     if (!nsp->h.anonymous) client_unwait(c);
-    rt_buf_t *b = enc_head(nsp, SIO_CONNECT, 0, -1);
-    if (!client_v3(c)) { /* v4 protocol: no payload */
-        rt_buf_append_cstr(b, "{\"sid\":\"");
-        rt_buf_append_cstr(b, s->id);
-        rt_buf_append_cstr(b, "\"}");
-    }
-    client_send_text(c, b);
+    if (s->rec) sio_rec_apply(s); /* missed packets first, as socket.io */
+    connect_reply(s);
     char *auth = s->auth;
     s->auth = NULL;
     if (nsp->h.on_connect) {
@@ -679,11 +621,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     if (s) {
         /* A repeated CONNECT (browsers reconnecting redundantly): answer it
          * again with the same sid instead of tearing the session down. */
-        if (s->state == SOCK_CONNECTED) {
-            rt_buf_t *b = enc_head(s->nsp, SIO_CONNECT, 0, -1);
-            if (!client_v3(c)) rt_buf_printf(b, "{\"sid\":\"%s\"}", s->id);
-            client_send_text(c, b);
-        }
+        if (s->state == SOCK_CONNECTED) connect_reply(s);
         return;
     }
     unsigned n = 0;
@@ -731,6 +669,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     c->sockets = s;
     rt_slice_t auth = p->payload.n ? p->payload : RT_SLICE("{}");
     s->auth = rt_strndup(auth.p, auth.n);
+    if (!client_v3(c)) sio_rec_socket_new(s, auth);
     if (nsp->h.on_connect_request) {
         s->refs++;
         nsp->h.on_connect_request(s, rt_slice_cstr(s->auth), nsp->ud);
@@ -1027,6 +966,7 @@ sio_server_t *sio_server_new(http_server_t *http, const char *path, const eio_op
     net_timer_init(&srv->connect_timer, connect_timer_cb);
     static const eio_handler_t eh = {eio_on_open, eio_on_message, eio_on_close};
     srv->eio = eio_server_new(http, path, eopt, &eh, srv);
+    sio_rec_init(srv);
     return srv;
 }
 
@@ -1041,6 +981,7 @@ void sio_server_free(sio_server_t *srv)
     if (!srv) return;
     eio_server_free(srv->eio); /* every socket is gone after it (it drains the loop) */
     net_timer_stop(&srv->connect_timer);
+    sio_rec_free(srv);
     rt_slice_t k;
     void *v;
     for (uint32_t it = 0; rt_map_next(&srv->nsps, &it, &k, &v);) {

@@ -23,6 +23,21 @@ typedef struct {
      * with a socket still in the middleware) beyond which new handshakes
      * are refused with 503 (0: no limit; default 10000). */
     size_t max_pending;
+    /* Connection state recovery (socket.io >= 4.6), 0: off. A socket that
+     * leaves because its transport went (transport close / error, ping
+     * timeout, forced close) is kept recoverable for recovery_window ms: a
+     * CONNECT carrying its {"pid","offset"} within that time gets the same
+     * id, its rooms and every event broadcast to them that it missed, in
+     * order (see sio_recovery.c). While on, every event packet that is kept
+     * (broadcasts, and emits without an ack) carries its offset as a last
+     * argument, as socket.io's do. The kept broadcasts and sessions take at
+     * most recovery_max_bytes together (sessions at most half); what was
+     * evicted is answered "not recovered". Broadcasts are kept for the window
+     * plus recovery_slack ms (the time a dead connection may go unnoticed:
+     * ping interval + timeout). */
+    unsigned recovery_window;
+    unsigned recovery_slack;
+    size_t recovery_max_bytes;
 } sio_options_t;
 void sio_options_default(sio_options_t *o);
 
@@ -175,6 +190,58 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
  * (eio_session_send_latest), so its queue holds one per subject. */
 size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                             const sio_socket_t *except, rt_slice_t body, uint64_t key);
+
+/* ---- connection state recovery (recovery_window > 0) ---- */
+/* The socket got back its id, rooms and missed events (socket.recovered). */
+bool sio_socket_recovered(const sio_socket_t *s);
+/* Who the client is for the application (e.g. its site and user), set by
+ * the middleware before sio_socket_accept: a session is only recovered by a
+ * socket whose identity equals the one it had (empty by default). */
+void sio_socket_set_identity(sio_socket_t *s, rt_slice_t identity);
+
+/* Sessions kept by other processes (the cluster shares them through Redis). */
+typedef struct {
+    /* A CONNECT asked for pid, which this process does not keep. The hook
+     * must later call sio_socket_restore_remote(s, ...) exactly once (it may
+     * do so before returning); sio holds a reference on s until then. */
+    void (*remote)(sio_socket_t *s, rt_slice_t pid, rt_slice_t offset, void *ud);
+    /* A session of nsp became recoverable here for ttl_ms. */
+    void (*kept)(sio_nsp_t *nsp, const char *pid, unsigned ttl_ms, void *ud);
+} sio_recovery_hooks_t;
+void sio_server_set_recovery_hooks(sio_server_t *srv, const sio_recovery_hooks_t *h, void *ud);
+/* The position of this process's log of kept broadcasts: broadcasts kept
+ * from now on are after it. */
+uint64_t sio_recovery_position(const sio_server_t *srv);
+/* Hands the session pid of namespace nsp to another process: appends to out
+ * a JSON object (sid, pid, identity, rooms, the missed packets after offset)
+ * and forgets the session here. RT_OK, RT_ENOTFOUND (not kept here, or of
+ * another namespace), RT_ESTATE (the offset is unknown or its packets were
+ * evicted), RT_ETOOBIG (more than max bytes). */
+int sio_recovery_export(sio_server_t *srv, rt_slice_t nsp, rt_slice_t pid, rt_slice_t offset, rt_buf_t *out,
+                        size_t max);
+/* Completes a CONNECT sent to the remote hook: blob is what
+ * sio_recovery_export produced on the session's process, mark the
+ * sio_recovery_position() at which the request was ordered among the
+ * broadcasts: what this process kept after it is replayed after the blob's
+ * packets. blob.p NULL: not recovered, for why (SIO_REC_*). */
+void sio_socket_restore_remote(sio_socket_t *s, rt_slice_t blob, uint64_t mark, int why);
+
+/* Why a recovery was refused, counted apart (sio_recovery_stats_t.refused). */
+enum {
+    SIO_REC_UNKNOWN,   /* no such session kept (expired, never kept, another namespace) */
+    SIO_REC_IDENTITY,  /* kept for another identity */
+    SIO_REC_EVICTED,   /* the offset is unknown or its packets were evicted */
+    SIO_REC_REMOTE,    /* the process keeping it did not answer in time, or Redis is away */
+    SIO_REC_TOO_BIG,   /* the missed packets were too many to hand over */
+    SIO_REC_REASONS
+};
+extern const char *const sio_rec_reasons[SIO_REC_REASONS];
+typedef struct {
+    uint64_t kept, recovered, recovered_remote, exported, packets_replayed, sessions_evicted;
+    uint64_t refused[SIO_REC_REASONS];
+    uint64_t log_entries, log_bytes, sessions, session_bytes; /* gauges */
+} sio_recovery_stats_t;
+const sio_recovery_stats_t *sio_server_recovery_stats(const sio_server_t *srv); /* NULL when off */
 
 /* Counters. */
 /* Disconnect reasons counted apart: the Engine.IO ones (eio_reasons[]),

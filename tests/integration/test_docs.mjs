@@ -26,7 +26,7 @@ test('--help documents every bench key listed in docs/frappe.md', () => {
 test('docs/operations.md lists every metric /metrics serves, and the live keys --help marks', async () => {
   const { startStack } = await import('../lib/frappe_helpers.mjs');
   const doc = fs.readFileSync(`${ROOT}/docs/operations.md`, 'utf8');
-  const stack = await startStack();
+  const stack = await startStack({ args: ['--recovery-window', '1000'] }); // its families too
   try {
     const text = await (await fetch(`${stack.url}/metrics`)).text();
     const families = [...text.matchAll(/^# TYPE realtimed_(\w+) /gm)].map((m) => m[1]);

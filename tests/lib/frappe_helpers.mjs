@@ -78,7 +78,7 @@ export async function startStack({
  */
 export function clientFor(stack, {
   site = SITE1, nsp, cookie = 'sid=sid-alice', authorization, origin, xsite, headers = {}, transports,
-  url,
+  url, auth,
 } = {}) {
   const h = {};
   if (cookie != null) h.Cookie = cookie;
@@ -88,7 +88,7 @@ export function clientFor(stack, {
   Object.assign(h, headers);
   return io(`${url ?? stack.url}/${nsp ?? site}`, {
     forceNew: true, reconnection: false, timeout: T, extraHeaders: h,
-    ...(transports ? { transports } : {}),
+    ...(transports ? { transports } : {}), ...(auth ? { auth } : {}),
   });
 }
 
