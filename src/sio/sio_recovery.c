@@ -437,8 +437,19 @@ void sio_rec_socket_free(sio_socket_t *s)
 static void refuse(rec_t *r, int why, const sio_socket_t *s)
 {
     r->stats.refused[why]++;
-    rt_debug("sio", "connection state of %s not recovered (%s): a new session", s->rec->want_pid,
+    rt_debug("sio", "a connection state of %s not recovered (%s): a new session", s->nsp->name,
              sio_rec_reasons[why]);
+}
+
+/* A pid we could have made: 20 characters of base64url (rt_random_id). */
+static bool pid_plausible(const char *pid)
+{
+    size_t n = 0;
+    for (const char *p = pid; *p; p++, n++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '_'))
+            return false;
+    return n == 20;
 }
 
 /* Where the replay of ss starts for a client offering `offset`, or false. */
@@ -461,7 +472,7 @@ bool sio_rec_accept(sio_socket_t *s)
     if (!sr->want_pid) return false;
     rec_session_t *ss = rt_map_get(&r->sessions, rt_slice_cstr(sr->want_pid));
     if (!ss) {
-        if (!r->hooks.remote) {
+        if (!r->hooks.remote || !pid_plausible(sr->want_pid)) { /* no Redis round trip for garbage */
             refuse(r, SIO_REC_UNKNOWN, s);
             return false;
         }
