@@ -51,6 +51,12 @@ typedef struct {
     bool allow_eio3;      /* Engine.IO v3 clients (socket.io-client 2.x) */
     int recovery_window;  /* ms; 0: no connection state recovery */
     int recovery_max_bytes;
+    /* standalone modes (auth_mode jwt) */
+    char *namespaces;     /* comma-separated */
+    char *jwt_key;        /* key files, newline- or comma-separated */
+    int jwt_leeway;
+    char *jwt_audience, *jwt_issuer;
+    bool jwt_query;
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */
@@ -72,6 +78,7 @@ typedef struct {
     void *handlers;         /* app-handler hosts, when some app has handlers */
     void *cluster;          /* presence shared through Redis (Frappe mode) */
     void *recovery;         /* connection state recovery across nodes, or NULL */
+    void *standalone;       /* the standalone mode's state (standalone.c) */
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;
@@ -136,6 +143,12 @@ void app_usage(FILE *out);
 void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 
 int conformance_start(app_t *app);
+/* ---- the standalone mode (standalone.c): auth_mode jwt, no bench ---- */
+bool app_standalone(const app_config_t *cfg);
+int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen); /* keys and namespaces */
+int standalone_start(app_t *app);
+void standalone_stop(app_t *app);    /* before the sio server is freed */
+void standalone_release(app_t *app); /* after */
 
 /* ---- signals (main.c) ---- */
 #include <signal.h>

@@ -153,7 +153,7 @@ static void serve(http_conn_t *hc, const http_request_t *req, rt_slice_t body, v
 bundle_t *app_bundle_new(app_t *app, http_server_t *http, const char *path)
 {
     const app_config_t *cfg = &app->cfg;
-    bool frappe = !cfg->conformance;
+    bool frappe = !cfg->conformance && !app_standalone(cfg);
     bool on = !strcmp(cfg->serve_client, "on") || (!strcmp(cfg->serve_client, "auto") && !frappe);
     if (!on) return NULL;
     bundle_t *b = rt_calloc(1, sizeof *b);

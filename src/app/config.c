@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 typedef enum { T_INT, T_STR, T_BOOL } opt_type_t;
-enum { F_BENCH = 1, F_SECRET = 2, F_LIVE = 4 /* applied by SIGHUP without a restart */ };
+enum { F_BENCH = 1, F_SECRET = 2, F_LIVE = 4 /* applied by SIGHUP without a restart */,
+       F_MULTI = 8 /* repeatable: the values are kept joined by newlines */ };
 
 typedef struct {
     const char *key;   /* bench file key; flag is --key with '_' -> '-' */
@@ -80,8 +81,23 @@ static const opt_t opts[] = {
     {"static_dir", NULL, "REALTIMED_STATIC_DIR", T_STR, O(static_dir), NULL, 0, 0, 0,
      "serve files from this folder at / (the demo page, the JS client)"},
     {"auth_mode", NULL, "REALTIMED_AUTH_MODE", T_STR, O(auth_mode), "frappe", 0, 0, 0,
-     "frappe (every connection authenticated by the web server) or guest (demo: no web "
-     "server; every connection is a Guest in the 'website' room)"},
+     "frappe (every connection authenticated by the web server), guest (demo: no web "
+     "server; every connection is a Guest in the 'website' room), or jwt (standalone: no bench; "
+     "a signed token per connection, docs/standalone.md)"},
+    {"namespaces", NULL, "REALTIMED_NAMESPACES", T_STR, O(namespaces), "/", 0, 0, 0,
+     "standalone modes: the namespaces clients may join, comma-separated (others get "
+     "CONNECT_ERROR \"Invalid namespace\")"},
+    {"jwt_key", NULL, "REALTIMED_JWT_KEY", T_STR, O(jwt_key), NULL, 0, 0, F_MULTI,
+     "auth_mode jwt: a key file, repeatable (rotation): an HMAC secret (its bytes, one trailing "
+     "newline dropped) or a PEM public key (RSA: RS256/384/512, EC P-256: ES256, Ed25519: EdDSA); "
+     "its kid is the file name without extension"},
+    {"jwt_leeway", NULL, NULL, T_INT, O(jwt_leeway), "30", 0, 86400, 0,
+     "seconds of tolerance on a token's exp and nbf"},
+    {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, 0,
+     "a token's aud must be (or contain) this"},
+    {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, 0, "a token's iss must be this"},
+    {"jwt_query", NULL, NULL, T_BOOL, O(jwt_query), "0", 0, 1, 0,
+     "also take the token from the handshake's ?token= (URLs end up in logs: off by default)"},
     {"app_handlers", NULL, "REALTIMED_APP_HANDLERS", T_STR, O(app_handlers), "auto", 0, 0, 0,
      "apps' realtime/handlers.js and handlers.py: auto (an app with both runs handlers.py when "
      "the bench's Frappe has the Python realtime server, else handlers.js), js, py, or off"},
@@ -548,12 +564,23 @@ static int validate(const app_config_t *cfg)
             return EX_CONFIG;
         }
     }
-    if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0) {
-        cfg_error("invalid value '%s' for auth_mode: expected frappe or guest", cfg->auth_mode);
+    if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0 &&
+        strcmp(cfg->auth_mode, "jwt") != 0) {
+        cfg_error("invalid value '%s' for auth_mode: expected frappe, guest or jwt", cfg->auth_mode);
+        return EX_CONFIG;
+    }
+    char err[512];
+    if (app_standalone(cfg) && app_standalone_check(cfg, err, sizeof err) < 0) {
+        cfg_error("%s", err);
         return EX_CONFIG;
     }
     return 0;
 }
+
+bool app_standalone(const app_config_t *cfg) { return !cfg->conformance && !strcmp(cfg->auth_mode, "jwt"); }
+
+static int load_args(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only,
+                     const char **flag_vals, bool *flag_set, char **multi, size_t *nmultip);
 
 int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only)
 {
@@ -568,6 +595,18 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
      * applied last so that they override files and environment. */
     const char *flag_vals[RT_ARRAY_LEN(opts)] = {0};
     bool flag_set[RT_ARRAY_LEN(opts)] = {0};
+    char *multi[64] = {0}; /* joined values of repeated flags */
+    size_t nmulti = 0;
+    rc = load_args(cfg, argc, argv, exit_now, check_only, flag_vals, flag_set, multi, &nmulti);
+    for (size_t i = 0; i < RT_ARRAY_LEN(multi); i++) free(multi[i]);
+    return rc;
+}
+
+static int load_args(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only,
+                     const char **flag_vals, bool *flag_set, char **multi, size_t *nmultip)
+{
+    int rc;
+    size_t nmulti = *nmultip;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -609,6 +648,17 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
             v = argv[++i];
         }
         size_t idx = (size_t)(o - opts);
+        if (flag_set[idx] && (o->flags & F_MULTI)) { /* repeated: joined by newlines */
+            rt_buf_t j = {0};
+            rt_buf_append_cstr(&j, flag_vals[idx]);
+            rt_buf_putc(&j, '\n');
+            rt_buf_append_cstr(&j, v);
+            rt_buf_putc(&j, 0);
+            free(multi[nmulti]);
+            multi[nmulti] = j.data;
+            v = j.data;
+            if (nmulti < 63) nmulti++; /* multi[64] */
+        }
         flag_vals[idx] = v;
         flag_set[idx] = true;
     }
@@ -625,6 +675,13 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
     bool conformance = flag_set[opt_index("conformance")];
     json_t *fc = file ? json_object_get(file, "conformance") : NULL;
     if (json_is_true(fc)) conformance = true;
+    /* auth_mode jwt needs no bench: its files are not read (flags, then
+     * environment, then the config file decide, as for every key) */
+    size_t am = opt_index("auth_mode");
+    const char *mode = flag_set[am] ? flag_vals[am] : getenv("REALTIMED_AUTH_MODE");
+    json_t *fm = file ? json_object_get(file, "auth_mode") : NULL;
+    if (!mode && json_is_string(fm)) mode = json_string_value(fm);
+    bool standalone = mode && !strcmp(mode, "jwt");
     if (bench) {
         struct stat st;
         if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -633,7 +690,7 @@ int app_config_load(app_config_t *cfg, int argc, char **argv, bool *exit_now, bo
             return EX_CONFIG;
         }
     }
-    if (!conformance) {
+    if (!conformance && !standalone) {
         const char *root = bench ? bench : ".";
         set_str(cfg, &opts[bench_idx], root);
         if ((rc = read_bench_file(cfg, cfg->bench, "config.json")) ||

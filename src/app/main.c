@@ -259,7 +259,7 @@ int app_serve(app_t *app)
     ready_watch_t rw = {.app = app};
     net_timer_init(&rw.check, ready_check);
     net_timer_init(&rw.watchdog, watchdog_tick);
-    rc = app->cfg.conformance ? conformance_start(app) : frappe_start(app);
+    rc = app->cfg.conformance ? conformance_start(app) : app_standalone(&app->cfg) ? standalone_start(app) : frappe_start(app);
     if (rc) goto out;
 
     app->bundle = app_bundle_new(app, app->http, app->cfg.path);
@@ -330,10 +330,13 @@ out:
         net_io_set(app->loop, &sw.io, 0);
         close(sw.io.fd);
     }
-    if (!app->cfg.conformance) frappe_app_stop(app);
+    bool frappe_mode = !app->cfg.conformance && !app_standalone(&app->cfg);
+    if (frappe_mode) frappe_app_stop(app);
+    else if (!app->cfg.conformance) standalone_stop(app);
     sio_server_free(app->sio);
     app->sio = NULL;
-    if (!app->cfg.conformance) frappe_app_release(app);
+    if (frappe_mode) frappe_app_release(app);
+    else if (!app->cfg.conformance) standalone_release(app);
     eio_server_free(app->eio_echo);
     drain_connections(app);
     net_loop_close_all(app->loop); /* what did not finish in time */

@@ -298,8 +298,13 @@ size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nroo
     bool keep = sio_rec_keeps(nsp); /* a kept session may be in rooms nobody here is */
     if (!keep && (nrooms ? nr == 0 : nsp->nsockets == 0)) return 0;
     size_t tok_end;
-    if (rt_json_scan(body.p, body.n, &tok_end) == RT_JSON_STRING &&
-        sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
+    rt_json_type_t first = rt_json_scan(body.p, body.n, &tok_end);
+    if (first != RT_JSON_STRING && first != RT_JSON_NUMBER) {
+        /* clients drop the connection on an event without a name ("2[]") */
+        rt_warn_rl("sio", "refused to broadcast an event without a name");
+        return 0;
+    }
+    if (first == RT_JSON_STRING && sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end)))) {
         rt_warn_rl("sio", "refused to broadcast the reserved event name %.*s", (int)tok_end, body.p);
         return 0;
     }

@@ -34,10 +34,16 @@
  * order of Redis messages) before going live. */
 #include "sio_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #define REC_MAX_ID 64         /* pid and offset strings accepted from a client */
 #define REC_TICK_MS 1000
+/* A recovery replays what was kept after the client's offset, scanning
+ * every entry since: at most this many (about 2 ms), or it is refused as
+ * evicted (a client away through 100,000 events). */
+#define REC_MAX_SCAN 100000
+#define NSP_CHARGE(nsp) (sizeof(sio_nsp_t) + (nsp)->namelen + 1)
 
 const char *const sio_rec_reasons[SIO_REC_REASONS] = {"unknown", "identity", "evicted", "remote", "too_big"};
 
@@ -50,7 +56,7 @@ typedef struct sio_rec_entry {
     rt_slice_t *rooms;
     rt_slice_t *att;
     const char *body; /* array content, offset included */
-    char data[];
+    _Alignas(max_align_t) char data[];
 } rec_entry_t;
 
 typedef struct sio_rec_session {
@@ -64,7 +70,7 @@ typedef struct sio_rec_session {
     const char *known; /* NUL-terminated, or NULL */
     rt_slice_t *rooms;
     char pid[21], sid[21];
-    char data[];
+    _Alignas(max_align_t) char data[]; /* room slices first */
 } rec_session_t;
 
 typedef struct sio_sockrec {
@@ -198,6 +204,7 @@ void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const 
                   size_t body_off, const rt_slice_t *att, uint32_t natt)
 {
     rec_t *r = nsp->srv->rec;
+    if (b->len == body_off) return; /* no event name: nothing a client could take an offset from */
     uint64_t seq = r->first + r->count;
     append_offset(r, b, seq);
     size_t body_len = b->len - body_off, exl = except ? strlen(except) : 0, names = 0, atts = 0;
@@ -205,6 +212,7 @@ void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const 
     for (uint32_t i = 0; i < natt; i++) atts += att[i].n;
     size_t bytes = sizeof(rec_entry_t) + (nrooms + natt) * sizeof(rt_slice_t) + names + atts + exl + body_len;
     rec_entry_t *e = rt_malloc(bytes);
+    bytes += NSP_CHARGE(nsp); /* it keeps the namespace alive: charged, conservatively, to each holder */
     e->at = rec_now(r);
     e->nsp = nsp;
     e->bytes = bytes;
@@ -237,6 +245,7 @@ void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const 
         for (size_t i = 0; i < r->count; i++) nr[i] = r->ring[(r->head + i) & (r->cap - 1)];
         free(r->ring);
         r->ring = nr;
+        r->stats.log_bytes += (ncap - r->cap) * sizeof *nr; /* the ring is part of the budget */
         r->cap = ncap;
         r->head = 0;
     }
@@ -283,6 +292,7 @@ static rec_session_t *session_new(sio_nsp_t *nsp, const char *pid, const char *s
     for (uint32_t i = 0; i < nrooms; i++) names += rooms[i].n;
     size_t bytes = sizeof(rec_session_t) + nrooms * sizeof(rt_slice_t) + names + identity.n + kl;
     rec_session_t *ss = rt_calloc(1, bytes);
+    bytes += NSP_CHARGE(nsp);
     ss->nsp = nsp;
     ss->start = start;
     ss->bytes = bytes;
@@ -459,7 +469,7 @@ static bool resolve_from(const rec_t *r, const rec_session_t *ss, const char *of
     if (str_eq(offset, ss->known)) *from = ss->start;
     else if (parse_own(r, offset, &seq) && seq <= rec_last(r)) *from = seq > ss->start ? seq : ss->start;
     else return false;
-    return *from + 1 >= r->first; /* everything after it is still kept */
+    return *from + 1 >= r->first && rec_last(r) - *from <= REC_MAX_SCAN; /* all still kept; a bounded scan */
 }
 
 bool sio_rec_accept(sio_socket_t *s)
@@ -703,8 +713,11 @@ void sio_rec_apply(sio_socket_t *s)
         sr->known = sr->want_offset ? strdup(sr->want_offset) : NULL; /* the client keeps it until one of ours */
         return;
     }
-    uint64_t n = 0, last_seq = 0;
-    if (sr->plan_blob) known = replay_blob(s, rt_slice(sr->plan_blob, sr->plan_blob_len), &n);
+    uint64_t n = 0;
+    if (sr->plan_blob) {
+        known = replay_blob(s, rt_slice(sr->plan_blob, sr->plan_blob_len), &n);
+        if (!known && n) known = strdup(""); /* handed-over packets without an offset: never matched */
+    }
     rt_map_t rooms;
     rt_map_init(&rooms);
     for (uint32_t i = 0; i < ss->nrooms; i++) rt_map_put(&rooms, ss->rooms[i], ss);
@@ -717,24 +730,18 @@ void sio_rec_apply(sio_socket_t *s)
             match = rt_map_get(&rooms, e->rooms[i]) || rt_slice_eq(e->rooms[i], sid);
         if (!match) continue;
         send_packet(s, rt_slice(e->body, e->body_len), e->att, e->nattach);
-        last_seq = q;
         n++;
     }
     rt_map_free(&rooms);
-    if (last_seq) {
-        free(known);
-        rt_buf_t o = {0};
-        rt_buf_append_cstr(&o, r->logid);
-        rt_buf_putc(&o, '.');
-        rt_buf_append_u64(&o, last_seq);
-        rt_buf_putc(&o, 0);
-        known = o.data;
-    } else if (!known && sr->want_offset) {
-        known = strdup(sr->want_offset);
-    }
+    /* Where the next recovery starts if the client comes back having read
+     * none of this replay: it then offers the offset it offered now (or,
+     * after a hand-over, the last handed-over packet's: what it did get of
+     * those cannot be replayed again here, so any other offset of theirs is
+     * refused); an offset of ours means it got that far. */
+    if (!known && sr->want_offset) known = strdup(sr->want_offset);
     memcpy(s->id, ss->sid, sizeof s->id);
     memcpy(sr->pid, ss->pid, sizeof sr->pid);
-    sr->start = rec_last(r);
+    sr->start = sr->plan_from;
     sr->known = known;
     sr->recovered = true;
     for (uint32_t i = 0; i < ss->nrooms; i++) sio_join_quiet(s, ss->rooms[i]);

@@ -46,8 +46,9 @@ const onceEv = (s, ev, ms = T) => new Promise((resolve, reject) => {
   s.once(ev, (...a) => { clearTimeout(t); resolve(a); });
 });
 
-async function conformance(args = []) {
-  const port = await freePort();
+async function conformance(args = [], avoid = 0) {
+  let port = await freePort();
+  while (port === avoid) port = await freePort(); // not yet bound: freePort may hand it out twice
   const rt = await startRealtimed(['--conformance', '--port', String(port), '--recovery-window', '5000', ...args]);
   stops.push(() => rt.stop());
   return { rt, port };
@@ -161,7 +162,7 @@ test('one node: a client that got nothing yet recovers too (no offset); bad pids
 
 test('one node: what exceeds --recovery-max-bytes is evicted and answered not recovered', async () => {
   const mport = await freePort();
-  const { port } = await conformance(['--recovery-max-bytes', '65536', '--metrics-listen', String(mport)]);
+  const { port } = await conformance(['--recovery-max-bytes', '65536', '--metrics-listen', String(mport)], mport);
   const proxy = await cutProxy(port);
   const a = io(`http://127.0.0.1:${proxy.port}`, { transports: ['websocket'], ...reconnecting });
   const b = io(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
@@ -293,4 +294,62 @@ test('--workers 2: recovered on whichever worker the reconnect lands', async () 
     r.close();
     if (r.io.engine.id[0] !== worker) return;
   }
+});
+
+// Raw Socket.IO over WebSocket: the messages as they arrive.
+async function rawSio(port, auth) {
+  const { default: WebSocket } = await import('ws');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`);
+  const msgs = [];
+  let wake = () => {};
+  ws.on('message', (d) => { const m = d.toString(); if (m === '2') ws.send('3'); else { msgs.push(m); wake(); } });
+  const next = async (pred, ms = T) => {
+    const t0 = Date.now();
+    for (;;) {
+      const i = msgs.findIndex(pred);
+      if (i >= 0) return msgs.splice(i, 1)[0];
+      if (Date.now() - t0 > ms) throw new Error(`no matching message; got ${JSON.stringify(msgs)}`);
+      await new Promise((r) => { wake = r; setTimeout(r, 50); });
+    }
+  };
+  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  await next((m) => m[0] === '0');
+  ws.send(`40${JSON.stringify(auth)}`);
+  const hello = JSON.parse((await next((m) => m.startsWith('40'))).slice(2));
+  stops.push(async () => ws.terminate());
+  return { ws, msgs, next, hello };
+}
+
+test('one node: a replay that was not read is replayed again; an event without a name is refused', async () => {
+  const { port } = await conformance();
+  const b = io(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
+  stops.push(async () => b.close());
+  await onceEv(b, 'connect');
+  const a = await rawSio(port, {});
+  a.ws.send('420["join","r"]');
+  await a.next((m) => m === '430[]');
+  await b.emitWithAck('broadcast', 'r', 'news', 0);
+  const e0 = JSON.parse((await a.next((m) => m.includes('"news",0'))).slice(2));
+  const o0 = e0[2];
+  a.ws.terminate();
+  await sleep(100);
+  for (const i of [1, 2, 3]) await b.emitWithAck('broadcast', 'r', 'news', i);
+  // back with o0, but that connection dies with the replay unread
+  const a2 = await rawSio(port, { pid: a.hello.pid, offset: o0 });
+  assert.equal(a2.hello.sid, a.hello.sid);
+  a2.ws.terminate();
+  await sleep(100);
+  // back again with o0: everything again, nothing skipped
+  const a3 = await rawSio(port, { pid: a.hello.pid, offset: o0 });
+  assert.equal(a3.hello.sid, a.hello.sid, 'recovered again');
+  const got = a3.msgs.filter((m) => m.includes('"news"')).map((m) => JSON.parse(m.slice(2))[1]);
+  assert.deepEqual(got, [1, 2, 3]);
+  // "2[]" would make every socket.io-client drop its connection: never sent
+  let dropped = 0;
+  b.on('disconnect', () => dropped++);
+  a3.ws.send('42["broadcast",[]]');
+  a3.ws.send('42["broadcast","r"]');
+  await sleep(300);
+  assert.equal(dropped, 0);
+  assert.equal(b.connected, true);
 });
