@@ -57,6 +57,7 @@ typedef struct {
     int jwt_leeway;
     char *jwt_audience, *jwt_issuer;
     bool jwt_query;
+    char *api_key_file;   /* the HTTP API's keys, or NULL (no API) */
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */
@@ -143,6 +144,13 @@ void app_usage(FILE *out);
 void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 
 int conformance_start(app_t *app);
+/* ---- the HTTP API of the standalone mode (api.c) ---- */
+typedef struct app_api app_api_t;
+typedef const char *(*api_user_fn)(sio_socket_t *s, void *ud); /* the user a socket is, or NULL */
+app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,
+                       char *err, size_t errlen);
+void app_api_free(app_api_t *api);
+int app_api_load_keys(const char *path, uint8_t (**out)[32], size_t *n, char *err, size_t errlen);
 /* ---- the standalone mode (standalone.c): auth_mode jwt, no bench ---- */
 bool app_standalone(const app_config_t *cfg);
 int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen); /* keys and namespaces */

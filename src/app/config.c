@@ -96,6 +96,9 @@ static const opt_t opts[] = {
     {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, 0,
      "a token's aud must be (or contain) this"},
     {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, 0, "a token's iss must be this"},
+    {"api_key_file", NULL, "REALTIMED_API_KEY_FILE", T_STR, O(api_key_file), NULL, 0, 0, 0,
+     "standalone modes: the HTTP API's keys, one per line (all valid: rotation); without it "
+     "/api/ answers 404"},
     {"jwt_query", NULL, NULL, T_BOOL, O(jwt_query), "0", 0, 1, 0,
      "also take the token from the handshake's ?token= (URLs end up in logs: off by default)"},
     {"app_handlers", NULL, "REALTIMED_APP_HANDLERS", T_STR, O(app_handlers), "auto", 0, 0, 0,

@@ -235,7 +235,7 @@ static int probe_webserver(const app_config_t *cfg)
 int app_check_config(const app_config_t *cfg)
 {
     int rc = check_startable(cfg);
-    if (rc || cfg->conformance) return rc;
+    if (rc || cfg->conformance || app_standalone(cfg)) return rc; /* standalone: validated with the options */
     if ((rc = frappe_check_config(cfg))) return rc;
     if (!cfg->probe || strcmp(cfg->auth_mode, "frappe")) return 0;
     int r1 = probe_redis(cfg), r2 = probe_webserver(cfg);

@@ -16,6 +16,7 @@
 
 typedef struct {
     app_t *app;
+    app_api_t *api;
     jwt_keys_t *keys;
     jwt_options_t jo;
     bool query;
@@ -129,6 +130,12 @@ int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen)
     jwt_keys_t *ks = load_keys(cfg, err, errlen);
     if (!ks) return -1;
     jwt_keys_free(ks);
+    if (cfg->api_key_file) {
+        uint8_t(*keys)[32] = NULL;
+        size_t n = 0;
+        if (app_api_load_keys(cfg->api_key_file, &keys, &n, err, errlen) < 0) return -1;
+        free(keys);
+    }
     return 0;
 }
 
@@ -262,6 +269,13 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
     free(ss);
 }
 
+static const char *socket_user(sio_socket_t *s, void *ud)
+{
+    RT_UNUSED(ud);
+    st_sock_t *ss = sio_socket_data(s);
+    return ss ? ss->user : NULL;
+}
+
 /* ---- life ---- */
 static int register_nsp(const char *item, size_t n, void *arg)
 {
@@ -298,6 +312,13 @@ int standalone_start(app_t *app)
     sio_server_set_client_handler(app->sio, &ch, st);
     each_item(cfg->namespaces, register_nsp, st);
     app->standalone = st;
+    if (cfg->api_key_file) {
+        st->api = app_api_new(app, app->http, cfg->api_key_file, socket_user, st, err, sizeof err);
+        if (!st->api) {
+            fprintf(stderr, "realtimed: %s\n", err);
+            return EX_CONFIG;
+        }
+    }
     rt_notice("app", "standalone mode: JWT authentication (%zu key%s), namespaces %s", jwt_keys_count(st->keys),
               jwt_keys_count(st->keys) == 1 ? "" : "s", cfg->namespaces);
     return 0;
@@ -314,6 +335,8 @@ void standalone_stop(app_t *app)
 
 void standalone_release(app_t *app)
 {
+    standalone_t *st = app->standalone;
+    if (st) app_api_free(st->api);
     free(app->standalone);
     app->standalone = NULL;
 }

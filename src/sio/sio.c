@@ -111,7 +111,7 @@ void sio_emit(sio_socket_t *s, rt_slice_t event, rt_slice_t args, const rt_slice
         if (args.n) rt_buf_putc(b, ',');
         rt_buf_append_slice(b, args);
         rt_slice_t room = rt_slice_cstr(s->id);
-        sio_rec_keep(s->nsp, &room, 1, NULL, b, body, attachments, nattach);
+        sio_rec_keep(s->nsp, &room, 1, NULL, 0, b, body, attachments, nattach);
         rt_buf_putc(b, ']');
     } else {
         enc_array(b, event, args);
@@ -278,6 +278,9 @@ static inline void deliver(sio_socket_t *s, eio_shared_t *m, uint64_t key)
     if (s->client && s->client->eio) eio_session_send_latest(s->client->eio, m, key);
 }
 
+static size_t broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const sio_socket_t *except,
+                        const rt_slice_t *xrooms, size_t nx, rt_slice_t body, uint64_t key);
+
 size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                      const sio_socket_t *except, rt_slice_t body)
 {
@@ -286,6 +289,18 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
 
 size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                             const sio_socket_t *except, rt_slice_t body, uint64_t key)
+{
+    return broadcast(nsp, rooms, nrooms, except, NULL, 0, body, key);
+}
+
+size_t sio_broadcast_except(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                            size_t nexcept, rt_slice_t body)
+{
+    return broadcast(nsp, rooms, nrooms, NULL, except, nexcept, body, 0);
+}
+
+static size_t broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const sio_socket_t *except,
+                        const rt_slice_t *xrooms, size_t nx, rt_slice_t body, uint64_t key)
 {
     sio_server_t *srv = nsp->srv;
     /* Resolve rooms first: nobody to deliver to means nothing to encode. */
@@ -317,14 +332,46 @@ size_t sio_broadcast_latest(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nroo
     rt_buf_putc(b, '[');
     size_t body_off = b->len;
     rt_buf_append_slice(b, body);
-    if (keep) sio_rec_keep(nsp, rooms, nrooms, except ? except->id : NULL, b, body_off, NULL, 0);
+    if (keep) {
+        rt_slice_t xs = except ? rt_slice_cstr(except->id) : RT_SLICE_NULL;
+        if (except) sio_rec_keep(nsp, rooms, nrooms, &xs, 1, b, body_off, NULL, 0);
+        else sio_rec_keep(nsp, rooms, nrooms, xrooms, nx, b, body_off, NULL, 0);
+    }
     rt_buf_putc(b, ']');
     if (nrooms ? nr == 0 : nsp->nsockets == 0) return 0;
     eio_shared_t m = eio_shared_from_buf(b);
 
     size_t n = 0;
     srv->stats.broadcasts++;
-    if (nrooms == 0) {
+    if (nx) {
+        /* except rooms: their members are stamped first, then skipped like
+         * the sockets a union has served already */
+        uint32_t gen = ++srv->bcast_gen;
+        if (gen == 0) gen = ++srv->bcast_gen;
+        rt_list_t *it;
+        for (size_t i = 0; i < nx; i++) {
+            sio_room_t *xr = room_get(nsp, xrooms[i], false);
+            if (!xr) continue;
+            for (it = xr->members.next; it != &xr->members; it = it->next)
+                rt_container_of(it, sio_member_t, in_room)->s->bcast_gen = gen;
+        }
+        if (nrooms == 0) {
+            for (it = nsp->sockets.next; it != &nsp->sockets; it = it->next) {
+                sio_socket_t *s = rt_container_of(it, sio_socket_t, nsp_link);
+                if (s->bcast_gen == gen) continue;
+                deliver(s, &m, key);
+                n++;
+            }
+        }
+        for (size_t i = 0; i < nr; i++)
+            for (it = rs[i]->members.next; it != &rs[i]->members; it = it->next) {
+                sio_socket_t *s = rt_container_of(it, sio_member_t, in_room)->s;
+                if (s->bcast_gen == gen) continue;
+                s->bcast_gen = gen;
+                deliver(s, &m, key);
+                n++;
+            }
+    } else if (nrooms == 0) {
         rt_list_t *it;
         for (it = nsp->sockets.next; it != &nsp->sockets; it = it->next) {
             sio_socket_t *s = rt_container_of(it, sio_socket_t, nsp_link);

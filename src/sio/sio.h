@@ -184,6 +184,10 @@ void sio_room_each(sio_nsp_t *nsp, rt_slice_t room, void (*fn)(sio_socket_t *s, 
  * every member's queue references the same bytes. Returns recipients. */
 size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
                      const sio_socket_t *except, rt_slice_t body);
+/* The same with rooms excepted (socket.io's except(room)): members of any
+ * of them do not get it. */
+size_t sio_broadcast_except(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                            size_t nexcept, rt_slice_t body);
 /* The same for state where only the latest value matters (presence): a
  * polling member that has not fetched the previous broadcast with this
  * key (non-zero, distinct per namespace and subject) gets only this one

@@ -133,10 +133,11 @@ void sio_rec_apply(sio_socket_t *s);
 /* A connected socket closes for reason: kept if the reason allows. */
 void sio_rec_socket_close(sio_socket_t *s, const char *reason);
 /* Keeps a broadcast: appends `,"<offset>"` to b (an event array being
- * written, its content from body_off) and records it. except: a socket id
- * or NULL. nrooms 0: the whole namespace. */
-void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const char *except, rt_buf_t *b,
-                  size_t body_off, const rt_slice_t *att, uint32_t natt);
+ * written, its content from body_off) and records it. except: rooms whose
+ * members do not get it (an excepted socket: its id). nrooms 0: the whole
+ * namespace. */
+void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                  size_t nexcept, rt_buf_t *b, size_t body_off, const rt_slice_t *att, uint32_t natt);
 const char *sio_rec_pid(const sio_socket_t *s); /* for the CONNECT reply */
 /* Whether broadcasts to nsp are kept now. */
 static inline bool sio_rec_keeps(const sio_nsp_t *nsp) { return nsp->srv->rec && (nsp->nalloc || nsp->nheld); }

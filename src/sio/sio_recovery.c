@@ -51,8 +51,8 @@ typedef struct sio_rec_entry {
     uint64_t at; /* loop ms */
     sio_nsp_t *nsp;
     size_t bytes;
-    uint32_t nrooms, nattach, body_len, except_len;
-    const char *except; /* socket id, or NULL */
+    uint32_t nrooms, nattach, body_len, nexcept;
+    rt_slice_t *except; /* rooms whose members do not get it (an excepted socket: its id) */
     rt_slice_t *rooms;
     rt_slice_t *att;
     const char *body; /* array content, offset included */
@@ -200,17 +200,18 @@ static rec_entry_t *entry_at(const rec_t *r, uint64_t seq)
     return r->ring[(r->head + (size_t)(seq - r->first)) & (r->cap - 1)];
 }
 
-void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const char *except, rt_buf_t *b,
-                  size_t body_off, const rt_slice_t *att, uint32_t natt)
+void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                  size_t nexcept, rt_buf_t *b, size_t body_off, const rt_slice_t *att, uint32_t natt)
 {
     rec_t *r = nsp->srv->rec;
     if (b->len == body_off) return; /* no event name: nothing a client could take an offset from */
     uint64_t seq = r->first + r->count;
     append_offset(r, b, seq);
-    size_t body_len = b->len - body_off, exl = except ? strlen(except) : 0, names = 0, atts = 0;
+    size_t body_len = b->len - body_off, names = 0, atts = 0;
     for (size_t i = 0; i < nrooms; i++) names += rooms[i].n;
+    for (size_t i = 0; i < nexcept; i++) names += except[i].n;
     for (uint32_t i = 0; i < natt; i++) atts += att[i].n;
-    size_t bytes = sizeof(rec_entry_t) + (nrooms + natt) * sizeof(rt_slice_t) + names + atts + exl + body_len;
+    size_t bytes = sizeof(rec_entry_t) + (nrooms + nexcept + natt) * sizeof(rt_slice_t) + names + atts + body_len;
     rec_entry_t *e = rt_malloc(bytes);
     bytes += NSP_CHARGE(nsp); /* it keeps the namespace alive: charged, conservatively, to each holder */
     e->at = rec_now(r);
@@ -219,23 +220,26 @@ void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const 
     e->nrooms = (uint32_t)nrooms;
     e->nattach = natt;
     e->body_len = (uint32_t)body_len;
-    e->except_len = (uint32_t)exl;
+    e->nexcept = (uint32_t)nexcept;
     e->rooms = (rt_slice_t *)(void *)e->data;
-    e->att = e->rooms + nrooms;
+    e->except = e->rooms + nrooms;
+    e->att = e->except + nexcept;
     char *p = (char *)(e->att + natt);
     for (size_t i = 0; i < nrooms; i++) {
         if (rooms[i].n) memcpy(p, rooms[i].p, rooms[i].n);
         e->rooms[i] = rt_slice(p, rooms[i].n);
         p += rooms[i].n;
     }
+    for (size_t i = 0; i < nexcept; i++) {
+        if (except[i].n) memcpy(p, except[i].p, except[i].n);
+        e->except[i] = rt_slice(p, except[i].n);
+        p += except[i].n;
+    }
     for (uint32_t i = 0; i < natt; i++) {
         if (att[i].n) memcpy(p, att[i].p, att[i].n);
         e->att[i] = rt_slice(p, att[i].n);
         p += att[i].n;
     }
-    e->except = exl ? p : NULL;
-    if (exl) memcpy(p, except, exl);
-    p += exl;
     memcpy(p, b->data + body_off, body_len);
     e->body = p;
     nsp->nheld++;
@@ -254,6 +258,19 @@ void sio_rec_keep(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const 
     r->stats.log_bytes += bytes;
     log_trim(r);
     tick_arm(r);
+}
+
+/* Whether a session of nsp in rooms (a set) with id sid gets entry e:
+ * socket.io's shouldIncludePacket (its own id is one of its rooms). */
+static bool entry_matches(const rec_entry_t *e, const sio_nsp_t *nsp, const rt_map_t *rooms, rt_slice_t sid)
+{
+    if (e->nsp != nsp) return false;
+    for (uint32_t i = 0; i < e->nexcept; i++)
+        if (rt_map_get(rooms, e->except[i]) || rt_slice_eq(e->except[i], sid)) return false;
+    if (e->nrooms == 0) return true;
+    for (uint32_t i = 0; i < e->nrooms; i++)
+        if (rt_map_get(rooms, e->rooms[i]) || rt_slice_eq(e->rooms[i], sid)) return true;
+    return false;
 }
 
 /* ---- sessions ---- */
@@ -545,14 +562,7 @@ int sio_recovery_export(sio_server_t *srv, rt_slice_t nsp, rt_slice_t pid, rt_sl
         bool any = false;
         for (uint64_t q = from + 1; q <= rec_last(r) && rc == RT_OK; q++) {
             const rec_entry_t *e = entry_at(r, q);
-            bool match = e->nsp == ss->nsp && !(e->except && rt_slice_eq(rt_slice(e->except, e->except_len),
-                                                                       rt_slice_cstr(ss->sid)));
-            if (match && e->nrooms) {
-                match = false;
-                for (uint32_t i = 0; i < e->nrooms && !match; i++)
-                    match = rt_map_get(&rooms, e->rooms[i]) || rt_slice_eq(e->rooms[i], rt_slice_cstr(ss->sid));
-            }
-            if (!match) continue;
+            if (!entry_matches(e, ss->nsp, &rooms, rt_slice_cstr(ss->sid))) continue;
             if (any) rt_buf_putc(out, ',');
             any = true;
             if (e->nattach) rt_buf_append_cstr(out, "{\"p\":");
@@ -724,11 +734,7 @@ void sio_rec_apply(sio_socket_t *s)
     rt_slice_t sid = rt_slice_cstr(ss->sid);
     for (uint64_t q = sr->plan_from + 1; q <= rec_last(r); q++) {
         const rec_entry_t *e = entry_at(r, q);
-        if (e->nsp != s->nsp || (e->except && rt_slice_eq(rt_slice(e->except, e->except_len), sid))) continue;
-        bool match = e->nrooms == 0;
-        for (uint32_t i = 0; i < e->nrooms && !match; i++)
-            match = rt_map_get(&rooms, e->rooms[i]) || rt_slice_eq(e->rooms[i], sid);
-        if (!match) continue;
+        if (!entry_matches(e, s->nsp, &rooms, sid)) continue;
         send_packet(s, rt_slice(e->body, e->body_len), e->att, e->nattach);
         n++;
     }
@@ -753,11 +759,14 @@ void sio_rec_apply(sio_socket_t *s)
 }
 
 /* The reasons socket.io recovers from (a server shutdown is not one here:
- * this process is going away with what it kept). */
+ * this process is going away with what it kept). "forced server close"
+ * is: the server ended the session (a token expired, a slow consumer,
+ * a protocol error), the client may come back. */
 static bool recoverable(const char *reason)
 {
     return reason == EIO_REASON_TRANSPORT_CLOSE || reason == EIO_REASON_TRANSPORT_ERROR ||
-           reason == EIO_REASON_PING_TIMEOUT || reason == EIO_REASON_FORCED_CLOSE;
+           reason == EIO_REASON_PING_TIMEOUT || reason == EIO_REASON_FORCED_CLOSE ||
+           reason == EIO_REASON_SERVER_CLOSE; /* e.g. a token expired: the client comes back with a new one */
 }
 
 static void collect_room(rt_slice_t room, void *arg)

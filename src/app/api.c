@@ -1,0 +1,383 @@
+/* The HTTP API of the standalone mode (docs/standalone.md): a backend
+ * publishes to rooms and manages sockets with an API key.
+ *
+ *   POST /api/publish     {"namespace","room"|"rooms","except","event","data"|"args"}
+ *   POST /api/join|leave  {"namespace","user"|"sid","room"}
+ *   POST /api/disconnect  {"namespace","user"|"sid"}
+ *   GET  /api/room?namespace=/&room=r  -> {"sockets":N,"users":[...]}
+ *
+ * Keys: one per line of --api-key-file, sent as "Authorization: apikey <k>"
+ * or "X-API-Key: <k>"; compared as SHA-256 digests in constant time, every
+ * key every time. No key file: the API does not exist (404). */
+#include "app.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <strings.h>
+
+#define API_MAX_ROOMS 64
+
+struct app_api {
+    app_t *app;
+    sio_server_t *sio;
+    api_user_fn user_of;
+    void *ud;
+    uint8_t (*keys)[SHA256_DIGEST_LENGTH];
+    size_t nkeys;
+    uint64_t requests, refused;
+};
+
+int app_api_load_keys(const char *path, uint8_t (**out)[SHA256_DIGEST_LENGTH], size_t *n, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "api_key_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    *out = NULL, *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t l = strcspn(line, "\r\n");
+        char *a = line;
+        while (l && (*a == ' ' || *a == '\t')) a++, l--;
+        while (l && (a[l - 1] == ' ' || a[l - 1] == '\t')) l--;
+        if (!l || a[0] == '#') continue;
+        *out = rt_realloc(*out, (*n + 1) * sizeof **out);
+        SHA256((const uint8_t *)a, l, (*out)[(*n)++]);
+    }
+    OPENSSL_cleanse(line, sizeof line);
+    fclose(f);
+    if (!*n) {
+        snprintf(err, errlen, "api_key_file %s has no key (one per line)", path);
+        return -1;
+    }
+    return 0;
+}
+
+static bool authorized(const app_api_t *api, const http_request_t *req)
+{
+    rt_slice_t k = http_header_get(req, "x-api-key");
+    if (!k.p || !k.n) {
+        rt_slice_t a = http_header_get(req, "authorization");
+        if (a.n > 7 && !strncasecmp(a.p, "apikey ", 7)) k = rt_json_trim(rt_slice(a.p + 7, a.n - 7));
+        else k = RT_SLICE_NULL;
+    }
+    if (!k.p || !k.n) return false;
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)k.p, k.n, d);
+    int ok = 0;
+    for (size_t i = 0; i < api->nkeys; i++) ok |= CRYPTO_memcmp(d, api->keys[i], sizeof d) == 0;
+    return ok;
+}
+
+static void reply(http_conn_t *hc, int status, const char *json)
+{
+    http_respond(hc, status, "application/json", json, strlen(json), NULL);
+}
+
+static void error(http_conn_t *hc, int status, const char *msg)
+{
+    rt_buf_t b = {0};
+    rt_buf_append_cstr(&b, "{\"error\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(msg));
+    rt_buf_putc(&b, '}');
+    http_respond(hc, status, "application/json", b.data, b.len, NULL);
+    rt_buf_free(&b);
+}
+
+/* A string member, decoded (false if absent; *bad if present but not a string). */
+static bool member_str(rt_slice_t obj, const char *key, rt_buf_t *out, bool *bad)
+{
+    rt_slice_t v;
+    if (!rt_json_object_get(obj, key, &v)) return false;
+    out->len = 0;
+    if (rt_json_peek(v) != RT_JSON_STRING || rt_json_string_decode(v, out) < 0) {
+        *bad = true;
+        return false;
+    }
+    return true;
+}
+
+/* "room": "r" or "rooms": ["a","b"] (or "except": either), decoded into
+ * names, sliced into out. -1: malformed or too many. */
+static int room_list(rt_slice_t obj, const char *one, const char *many, rt_buf_t *names, rt_slice_t *out)
+{
+    rt_slice_t v;
+    size_t ends[API_MAX_ROOMS], n = 0;
+    bool has_one = rt_json_object_get(obj, one, &v);
+    if (!has_one && !(many && rt_json_object_get(obj, many, &v))) return 0;
+    if (rt_json_peek(v) == RT_JSON_STRING) {
+        if (rt_json_string_decode(v, names) < 0) return -1;
+        ends[n++] = names->len;
+    } else if (rt_json_peek(v) == RT_JSON_ARRAY) {
+        rt_json_iter_t it;
+        rt_slice_t e;
+        rt_json_iter_init(&it, v);
+        while (rt_json_array_next(&it, &e)) {
+            if (n == API_MAX_ROOMS || rt_json_peek(e) != RT_JSON_STRING || rt_json_string_decode(e, names) < 0) return -1;
+            ends[n++] = names->len;
+        }
+    } else {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = i ? ends[i - 1] : 0;
+        out[i] = rt_slice(names->data + at, ends[i] - at);
+    }
+    return (int)n;
+}
+
+static void api_publish(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slice_t obj)
+{
+    RT_UNUSED(api);
+    rt_buf_t ev = {0}, rn = {0}, xn = {0}, body = {0};
+    bool bad = false;
+    rt_slice_t rooms[API_MAX_ROOMS], except[API_MAX_ROOMS], data, args;
+    int nr = -1, nx = -1;
+    if (!member_str(obj, "event", &ev, &bad) || !ev.len) {
+        error(hc, 400, bad ? "'event' must be a string" : "missing 'event'");
+        goto out;
+    }
+    if ((nr = room_list(obj, "room", "rooms", &rn, rooms)) < 0 || (nx = room_list(obj, "except", NULL, &xn, except)) < 0) {
+        error(hc, 400, "'room', 'rooms' and 'except' must be a string or an array of at most 64 strings");
+        goto out;
+    }
+    bool has_data = rt_json_object_get(obj, "data", &data), has_args = rt_json_object_get(obj, "args", &args);
+    if (has_data && has_args) {
+        error(hc, 400, "give 'data' or 'args', not both");
+        goto out;
+    }
+    if (has_args && rt_json_peek(args) != RT_JSON_ARRAY) {
+        error(hc, 400, "'args' must be an array");
+        goto out;
+    }
+    rt_buf_append_json_string(&body, rt_slice(ev.data, ev.len));
+    if (sio_event_reserved(rt_slice(body.data, body.len))) {
+        error(hc, 400, "reserved event name");
+        goto out;
+    }
+    if (has_data) {
+        rt_buf_putc(&body, ',');
+        rt_buf_append_slice(&body, rt_json_trim(data));
+    } else if (has_args) {
+        rt_slice_t inner = rt_json_trim(rt_slice(args.p + 1, args.n - 2));
+        if (inner.n) {
+            rt_buf_putc(&body, ',');
+            rt_buf_append_slice(&body, inner);
+        }
+    }
+    if (nsp) sio_broadcast_except(nsp, rooms, (size_t)nr, except, (size_t)nx, rt_slice(body.data, body.len));
+    reply(hc, 200, "{\"ok\":true}");
+out:
+    rt_buf_free(&ev);
+    rt_buf_free(&rn);
+    rt_buf_free(&xn);
+    rt_buf_free(&body);
+}
+
+typedef struct {
+    sio_socket_t **v;
+    size_t n, cap;
+} sockv_t;
+
+static void collect(sio_socket_t *s, void *arg)
+{
+    sockv_t *sv = arg;
+    if (sv->n == sv->cap) {
+        sv->cap = sv->cap ? sv->cap * 2 : 8;
+        sv->v = rt_realloc(sv->v, sv->cap * sizeof *sv->v);
+    }
+    sio_socket_ref(s);
+    sv->v[sv->n++] = s;
+}
+
+/* join, leave, disconnect: the sockets of a user (room user:<u>) or one sid. */
+static void api_sockets(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slice_t obj, char op)
+{
+    RT_UNUSED(api);
+    rt_buf_t user = {0}, sid = {0}, room = {0}, key = {0};
+    bool bad = false;
+    bool has_user = member_str(obj, "user", &user, &bad), has_sid = member_str(obj, "sid", &sid, &bad);
+    bool has_room = member_str(obj, "room", &room, &bad);
+    sockv_t sv = {0};
+    if (bad) {
+        error(hc, 400, "'user', 'sid' and 'room' must be strings");
+        goto out;
+    }
+    if (has_user == has_sid) {
+        error(hc, 400, has_user ? "give 'user' or 'sid', not both" : "missing 'user' or 'sid'");
+        goto out;
+    }
+    if (op != 'd' && !has_room) {
+        error(hc, 400, "missing 'room'");
+        goto out;
+    }
+    if (has_user) rt_buf_append_cstr(&key, "user:"), rt_buf_append(&key, user.data, user.len);
+    else rt_buf_append(&key, sid.data, sid.len);
+    if (nsp) sio_room_each(nsp, rt_slice(key.data ? key.data : "", key.len), collect, &sv);
+    size_t done = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        sio_socket_t *s = sv.v[i];
+        if (sio_socket_connected(s)) {
+            rt_slice_t r = rt_slice(room.data ? room.data : "", room.len);
+            if (op == 'j') done += sio_join(s, r) == RT_OK;
+            else if (op == 'l') sio_leave(s, r), done++;
+            else sio_socket_disconnect(s), done++;
+        }
+        sio_socket_unref(s);
+    }
+    char out[64];
+    snprintf(out, sizeof out, "{\"ok\":true,\"sockets\":%zu}", done);
+    reply(hc, 200, out);
+out:
+    free(sv.v);
+    rt_buf_free(&user);
+    rt_buf_free(&sid);
+    rt_buf_free(&room);
+    rt_buf_free(&key);
+}
+
+typedef struct {
+    app_api_t *api;
+    size_t n;
+    rt_buf_t users;
+    rt_map_t seen;
+    rt_buf_t store; /* the users' names, for the map's keys */
+} room_arg_t;
+
+static void room_member(sio_socket_t *s, void *arg)
+{
+    room_arg_t *a = arg;
+    a->n++;
+    const char *u = a->api->user_of ? a->api->user_of(s, a->api->ud) : NULL;
+    if (!u || rt_map_get(&a->seen, rt_slice_cstr(u))) return;
+    rt_map_put(&a->seen, rt_slice_cstr(u), (void *)u); /* the socket's data holds the name while we run */
+    if (a->users.len > 1) rt_buf_putc(&a->users, ',');
+    rt_buf_append_json_string(&a->users, rt_slice_cstr(u));
+}
+
+static bool query_str(const http_request_t *req, const char *key, rt_buf_t *out)
+{
+    rt_slice_t v;
+    out->len = 0;
+    return http_query_get(req->query, key, &v) && rt_url_decode(v, true, out) == RT_OK;
+}
+
+static void api_room(app_api_t *api, http_conn_t *hc, const http_request_t *req)
+{
+    rt_buf_t ns = {0}, room = {0};
+    if (!query_str(req, "room", &room)) {
+        error(hc, 400, "missing ?room=");
+        goto out;
+    }
+    if (!query_str(req, "namespace", &ns) || !ns.len) rt_buf_append_cstr(&ns, "/");
+    sio_nsp_t *nsp = sio_server_find(api->sio, rt_slice(ns.data, ns.len));
+    if (!nsp) {
+        error(hc, 400, "unknown namespace");
+        goto out;
+    }
+    room_arg_t a = {.api = api};
+    rt_map_init(&a.seen);
+    rt_buf_putc(&a.users, '[');
+    sio_room_each(nsp, rt_slice(room.data ? room.data : "", room.len), room_member, &a);
+    rt_buf_putc(&a.users, ']');
+    rt_buf_t b = {0};
+    rt_buf_printf(&b, "{\"sockets\":%zu,\"users\":", a.n);
+    rt_buf_append(&b, a.users.data, a.users.len);
+    rt_buf_putc(&b, '}');
+    http_respond(hc, 200, "application/json", b.data, b.len, NULL);
+    rt_buf_free(&b);
+    rt_buf_free(&a.users);
+    rt_map_free(&a.seen);
+out:
+    rt_buf_free(&ns);
+    rt_buf_free(&room);
+}
+
+static void api_handler(http_conn_t *hc, const http_request_t *req, rt_slice_t body, void *ud)
+{
+    app_api_t *api = ud;
+    api->requests++;
+    if (!authorized(api, req)) {
+        api->refused++;
+        error(hc, 401, "unauthorized");
+        return;
+    }
+    if (req->too_large) {
+        error(hc, 413, "body too large (max_payload)");
+        return;
+    }
+    rt_slice_t p = req->path;
+    bool get = rt_slice_eq_cstr(req->method, "GET"), post = rt_slice_eq_cstr(req->method, "POST");
+    char op = rt_slice_eq_cstr(p, "/api/publish") ? 'p'
+              : rt_slice_eq_cstr(p, "/api/join")   ? 'j'
+              : rt_slice_eq_cstr(p, "/api/leave")  ? 'l'
+              : rt_slice_eq_cstr(p, "/api/disconnect") ? 'd'
+              : rt_slice_eq_cstr(p, "/api/room")   ? 'r'
+                                                   : 0;
+    if (!op) {
+        error(hc, 404, "no such endpoint");
+        return;
+    }
+    if (op == 'r' ? !get : !post) {
+        http_respond(hc, 405, "application/json", "{\"error\":\"method not allowed\"}", 31,
+                     op == 'r' ? "Allow: GET\r\n" : "Allow: POST\r\n");
+        return;
+    }
+    if (op == 'r') {
+        api_room(api, hc, req);
+        return;
+    }
+    rt_json_type_t type;
+    if (!rt_json_valid(body, &type)) {
+        error(hc, 400, "body is not JSON");
+        return;
+    }
+    if (type != RT_JSON_OBJECT) {
+        error(hc, 400, "body is not a JSON object");
+        return;
+    }
+    rt_buf_t ns = {0};
+    bool bad = false;
+    if (!member_str(body, "namespace", &ns, &bad) || !ns.len) {
+        if (bad) {
+            error(hc, 400, "'namespace' must be a string");
+            return;
+        }
+        rt_buf_append_cstr(&ns, "/");
+    }
+    sio_nsp_t *nsp = sio_server_find(api->sio, rt_slice(ns.data, ns.len));
+    rt_buf_free(&ns);
+    if (!nsp) {
+        error(hc, 400, "unknown namespace");
+        return;
+    }
+    if (op == 'p') api_publish(api, hc, nsp, body);
+    else api_sockets(api, hc, nsp, body, op);
+}
+
+app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,
+                       char *err, size_t errlen)
+{
+    app_api_t *api = rt_calloc(1, sizeof *api);
+    if (app_api_load_keys(key_file, &api->keys, &api->nkeys, err, errlen) < 0) {
+        free(api);
+        return NULL;
+    }
+    api->app = app;
+    api->sio = app->sio;
+    api->user_of = user_of;
+    api->ud = ud;
+    http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);
+    return api;
+}
+
+void app_api_free(app_api_t *api)
+{
+    if (!api) return;
+    OPENSSL_cleanse(api->keys, api->nkeys * sizeof *api->keys);
+    free(api->keys);
+    free(api);
+}

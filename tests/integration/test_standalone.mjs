@@ -1,0 +1,272 @@
+// The standalone mode (issue 18, first stages): --auth-mode jwt without a
+// bench, tokens minted here with Node's crypto (HS256, RS256, ES256, EdDSA),
+// every kind of bad token, expiry with socket.io-client's auth callback,
+// --namespaces, and the HTTP API (publish, join, leave, disconnect, room)
+// with its errors, all through socket.io-client over WebSocket and polling.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { io } from 'socket.io-client';
+import { startRealtimed, freePort, tempDir, waitFor, ROOT } from '../lib/procs.mjs';
+
+const BIN = process.env.REALTIMED_BIN || path.join(ROOT, 'build/realtimed');
+
+const stops = [];
+after(async () => { for (const f of stops.reverse()) await f(); });
+const T = 8000;
+
+const dir = tempDir('realtimed-jwt-');
+const write = (name, data) => { const p = path.join(dir, name); fs.writeFileSync(p, data); return p; };
+const HS_SECRET = crypto.randomBytes(32).toString('hex');
+const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ed = crypto.generateKeyPairSync('ed25519');
+const pem = (k) => k.publicKey.export({ type: 'spki', format: 'pem' });
+const KEYS = {
+  hs: write('hs.key', `${HS_SECRET}\n`),
+  rsa: write('rsa.pem', pem(rsa)),
+  ec: write('ec.pem', pem(ec)),
+  ed: write('ed.pem', pem(ed)),
+};
+const API_KEYS = write('api.keys', '# rotation: both are valid\nold-key-1\nnew-key-2\n');
+
+const b64 = (o) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
+const now = () => Math.floor(Date.now() / 1000);
+function mint(claims, { alg = 'HS256', kid, secret = HS_SECRET, header = {} } = {}) {
+  const h = { alg, typ: 'JWT', ...(kid ? { kid } : {}), ...header };
+  const input = `${b64(h)}.${b64(claims)}`;
+  let sig;
+  if (alg.startsWith('HS')) sig = crypto.createHmac(`sha${alg.slice(2)}`, secret).update(input).digest();
+  else if (alg.startsWith('RS')) sig = crypto.sign(`sha${alg.slice(2)}`, Buffer.from(input), rsa.privateKey);
+  else if (alg === 'ES256') sig = crypto.sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' });
+  else if (alg === 'EdDSA') sig = crypto.sign(null, Buffer.from(input), ed.privateKey);
+  else sig = Buffer.alloc(0);
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+async function server(args = []) {
+  const port = await freePort();
+  const cwd = tempDir('realtimed-nobench-'); // no bench: nothing to read
+  const rt = await startRealtimed(['--auth-mode', 'jwt', '--port', String(port), '--jwt-key', KEYS.hs, '--jwt-key',
+    KEYS.rsa, '--jwt-key', KEYS.ec, '--jwt-key', KEYS.ed, '--api-key-file', API_KEYS, ...args], { cwd });
+  stops.push(() => rt.stop());
+  const url = `http://127.0.0.1:${port}`;
+  const api = async (method, p, body, { key = 'new-key-2', raw, headers = {} } = {}) => {
+    const res = await fetch(`${url}${p}`, {
+      method, headers: { ...(key ? { 'X-API-Key': key } : {}), 'Content-Type': 'application/json', ...headers },
+      body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+    });
+    const text = await res.text();
+    let json;
+    try { json = JSON.parse(text); } catch { json = text; }
+    return { status: res.status, json };
+  };
+  return { rt, port, url, api };
+}
+
+function client(url, { nsp = '/', ...opts } = {}) {
+  const s = io(`${url}${nsp}`, { forceNew: true, reconnection: false, timeout: T, ...opts });
+  stops.push(async () => s.close());
+  return s;
+}
+const connected = (s) => new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error('no connect')), T);
+  s.once('connect', () => { clearTimeout(t); resolve(s); });
+  s.once('connect_error', (e) => { clearTimeout(t); reject(e); });
+});
+const refusal = (s) => new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error('no connect_error')), T);
+  s.once('connect', () => { clearTimeout(t); reject(new Error('connected')); });
+  s.once('connect_error', (e) => { clearTimeout(t); resolve(e.message); });
+});
+const collect = (s, ev) => { const got = []; s.on(ev, (...a) => got.push(a)); return got; };
+
+test('every algorithm admits its token, over WebSocket and polling; rooms: user, own id, the claim', async () => {
+  const { url, api } = await server();
+  let i = 0;
+  for (const alg of ['HS256', 'HS384', 'HS512', 'RS256', 'RS512', 'ES256', 'EdDSA']) {
+    for (const transport of ['websocket', 'polling']) {
+      const user = `u${i++}`;
+      const s = await connected(client(url, { transports: [transport],
+        auth: { token: mint({ sub: user, exp: now() + 60, rooms: ['team:a', 'team:b'] }, { alg }) } }));
+      const got = collect(s, 'news');
+      for (const room of [`user:${user}`, s.id, 'team:b']) {
+        assert.deepEqual((await api('POST', '/api/publish', { room, event: 'news', data: { room } })).json, { ok: true });
+      }
+      await waitFor(() => got.length === 3, T);
+      assert.deepEqual(got.map((g) => g[0].room), [`user:${user}`, s.id, 'team:b'], `${alg} ${transport}`);
+      s.close();
+    }
+  }
+});
+
+test('the token from Authorization: Bearer, and from ?token= only with --jwt-query', async () => {
+  const { url } = await server();
+  const tok = mint({ sub: 'bearer-user' });
+  for (const transport of ['websocket', 'polling']) {
+    await connected(client(url, { transports: [transport], extraHeaders: { Authorization: `Bearer ${tok}` } }));
+  }
+  assert.equal(await refusal(client(url, { transports: ['websocket'], query: { token: tok } })), 'no token');
+  const q = await server(['--jwt-query']);
+  await connected(client(q.url, { transports: ['polling'], query: { token: tok } }));
+});
+
+test('bad tokens: each a CONNECT_ERROR with a short message, the server unharmed', async () => {
+  const { url, rt } = await server(['--jwt-leeway', '5']);
+  const rsaPemText = fs.readFileSync(KEYS.rsa, 'utf8');
+  const cases = [
+    [undefined, 'no token'],
+    [5, 'invalid token'],
+    [{ a: 1 }, 'invalid token'],
+    ['garbage', 'invalid token'],
+    ['a.b.c', 'invalid token'],
+    [mint({ sub: 'x' }, { secret: 'wrong' }), 'invalid token'],
+    [mint({ sub: 'x', exp: now() - 10 }), 'token expired'],
+    [mint({ sub: 'x', nbf: now() + 100 }), 'token not yet valid'],
+    [mint({ sub: 'x' }, { alg: 'none' }), 'invalid token'],
+    [`${b64({ alg: 'none' })}.${b64({ sub: 'x' })}.`, 'invalid token'],
+    [mint({ sub: 'x' }, { alg: 'HS256', secret: rsaPemText }), 'invalid token'], // algorithm confusion
+    [mint({ sub: 'x' }, { header: { crit: ['exp'] } }), 'invalid token'],
+    [mint({ sub: 'x' }, { kid: 'no-such-key' }), 'invalid token'],
+    [mint({ name: 'x' }), 'token has no sub'],
+    [mint({ sub: 42 }), 'token has no sub'],
+    [mint({ sub: 'x', pad: 'y'.repeat(100000) }), 'invalid token'], // huge
+  ];
+  for (const [token, want] of cases) {
+    const auth = token === undefined ? {} : { token };
+    const msg = await refusal(client(url, { transports: ['websocket'], auth }));
+    assert.equal(msg, want, JSON.stringify(auth).slice(0, 60));
+  }
+  // kid picks the key: the HS key's kid is its file's name
+  await connected(client(url, { transports: ['websocket'], auth: { token: mint({ sub: 'k' }, { kid: 'hs' }) } }));
+  assert.equal(rt.isRunning(), true);
+});
+
+test('--jwt-audience and --jwt-issuer', async () => {
+  const { url } = await server(['--jwt-audience', 'app', '--jwt-issuer', 'https://id.example']);
+  const ok = mint({ sub: 'a', aud: ['x', 'app'], iss: 'https://id.example' });
+  await connected(client(url, { auth: { token: ok } }));
+  assert.equal(await refusal(client(url, { auth: { token: mint({ sub: 'a', aud: 'other', iss: 'https://id.example' }) } })),
+    'invalid audience');
+  assert.equal(await refusal(client(url, { auth: { token: mint({ sub: 'a', aud: 'app' }) } })), 'invalid issuer');
+});
+
+test('an expired token closes the connection; the auth callback brings a fresh one (and recovers)', async () => {
+  const { url, api } = await server(['--jwt-leeway', '0', '--recovery-window', '5000']);
+  let minted = 0;
+  const s = client(url, {
+    transports: ['websocket'], reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100,
+    auth: (cb) => { minted++; cb({ token: mint({ sub: 'carol', exp: now() + (minted === 1 ? 2 : 600), rooms: ['r'] }) }); },
+  });
+  const got = collect(s, 'news');
+  await connected(s);
+  const id = s.id;
+  const reason = await new Promise((r) => s.once('disconnect', r));
+  assert.equal(reason, 'transport close');
+  await new Promise((r) => s.once('connect', r));
+  assert.equal(minted, 2);
+  assert.equal(s.id, id);
+  assert.equal(s.recovered, true, 'the same session, with --recovery-window');
+  await api('POST', '/api/publish', { room: 'r', event: 'news', data: 1 });
+  await waitFor(() => got.length === 1, T);
+});
+
+test('--namespaces: the listed ones only; others get Invalid namespace', async () => {
+  const { url, api } = await server(['--namespaces', '/, /chat']);
+  const tok = mint({ sub: 'n' });
+  const c = await connected(client(url, { nsp: '/chat', auth: { token: tok } }));
+  const got = collect(c, 'm');
+  assert.equal(await refusal(client(url, { nsp: '/other', auth: { token: tok } })), 'Invalid namespace');
+  await api('POST', '/api/publish', { namespace: '/chat', event: 'm', args: [1, 'two', { three: 3 }] });
+  await waitFor(() => got.length === 1, T);
+  assert.deepEqual(got[0], [1, 'two', { three: 3 }]);
+  assert.equal((await api('POST', '/api/publish', { namespace: '/other', event: 'm' })).status, 400);
+});
+
+test('the API: publish with except, join, leave, disconnect by user and by sid, room', async () => {
+  const { url, api } = await server();
+  const a1 = await connected(client(url, { auth: { token: mint({ sub: 'alice' }) } }));
+  const a2 = await connected(client(url, { transports: ['polling'], auth: { token: mint({ sub: 'alice' }) } }));
+  const b = await connected(client(url, { auth: { token: mint({ sub: 'bob', rooms: ['vip'] }) } }));
+  const got = { a1: collect(a1, 'x'), a2: collect(a2, 'x'), b: collect(b, 'x') };
+  // join alice's sockets to "room1", bob's by sid
+  assert.deepEqual((await api('POST', '/api/join', { user: 'alice', room: 'room1' })).json, { ok: true, sockets: 2 });
+  assert.deepEqual((await api('POST', '/api/join', { sid: b.id, room: 'room1' })).json, { ok: true, sockets: 1 });
+  const room = (await api('GET', '/api/room?namespace=%2F&room=room1')).json;
+  assert.equal(room.sockets, 3);
+  assert.deepEqual(room.users.sort(), ['alice', 'bob']);
+  await api('POST', '/api/publish', { room: 'room1', except: 'vip', event: 'x', data: 'not bob' });
+  await api('POST', '/api/publish', { rooms: ['room1', 'vip'], except: [`user:alice`], event: 'x', data: 'bob only' });
+  await api('POST', '/api/publish', { event: 'x', data: 'everyone' });
+  await waitFor(() => got.a1.length === 2 && got.a2.length === 2 && got.b.length === 2, T);
+  assert.deepEqual(got.a1.map((g) => g[0]), ['not bob', 'everyone']);
+  assert.deepEqual(got.b.map((g) => g[0]), ['bob only', 'everyone']);
+  await api('POST', '/api/leave', { user: 'alice', room: 'room1' });
+  assert.equal((await api('GET', '/api/room?room=room1')).json.sockets, 1);
+  const gone = new Promise((r) => a2.once('disconnect', r));
+  assert.deepEqual((await api('POST', '/api/disconnect', { sid: a2.id })).json, { ok: true, sockets: 1 });
+  assert.equal(await gone, 'io server disconnect');
+  const gone2 = new Promise((r) => b.once('disconnect', r));
+  await api('POST', '/api/disconnect', { user: 'bob' });
+  assert.equal(await gone2, 'io server disconnect');
+  assert.equal(a1.connected, true);
+});
+
+test('the API refuses: no key, a wrong key, bad JSON, bad fields, unknown path, wrong method, 10 MB', async () => {
+  const { api, url, rt } = await server();
+  assert.deepEqual(await api('POST', '/api/publish', { event: 'e' }, { key: null }), { status: 401, json: { error: 'unauthorized' } });
+  assert.equal((await api('POST', '/api/publish', { event: 'e' }, { key: 'nope' })).status, 401);
+  assert.equal((await api('POST', '/api/publish', { event: 'e' }, { key: null, headers: { Authorization: 'apikey old-key-1' } })).status, 200);
+  const bad = [
+    [{ raw: '{"event":' }, 'body is not JSON'],
+    [{ raw: '[1]' }, 'body is not a JSON object'],
+    [{ body: {} }, "missing 'event'"],
+    [{ body: { event: 7 } }, "'event' must be a string"],
+    [{ body: { event: 'disconnect' } }, 'reserved event name'],
+    [{ body: { event: 'e', room: 5 } }, "'room', 'rooms' and 'except' must be a string or an array of at most 64 strings"],
+    [{ body: { event: 'e', data: 1, args: [1] } }, "give 'data' or 'args', not both"],
+    [{ body: { event: 'e', args: 1 } }, "'args' must be an array"],
+    [{ body: { event: 'e', namespace: '/nope' } }, 'unknown namespace'],
+  ];
+  for (const [req, want] of bad) {
+    const r = await api('POST', '/api/publish', req.body, { raw: req.raw });
+    assert.deepEqual(r, { status: 400, json: { error: want } }, JSON.stringify(req));
+  }
+  assert.deepEqual((await api('POST', '/api/join', { user: 'a' })).json, { error: "missing 'room'" });
+  assert.deepEqual((await api('POST', '/api/join', { room: 'r' })).json, { error: "missing 'user' or 'sid'" });
+  assert.deepEqual((await api('POST', '/api/join', { user: 'a', sid: 'b', room: 'r' })).json, { error: "give 'user' or 'sid', not both" });
+  assert.equal((await api('GET', '/api/room')).status, 400);
+  assert.equal((await api('POST', '/api/nothing', {})).status, 404);
+  assert.equal((await api('GET', '/api/publish')).status, 405);
+  assert.equal((await api('POST', '/api/room', {})).status, 405);
+  const big = await api('POST', '/api/publish', undefined, { raw: JSON.stringify({ event: 'e', data: 'x'.repeat(10 << 20) }) })
+    .catch((e) => ({ status: 'reset', e }));
+  assert.ok(big.status === 413 || big.status === 'reset', `10 MB: ${big.status}`);
+  // a socket is still served
+  await connected(client(url, { auth: { token: mint({ sub: 'z' }) } }));
+  assert.equal(rt.isRunning(), true);
+});
+
+test('--check-config: no key, an unreadable or bad key, a bad namespace, an empty key file', async () => {
+  const cwd = tempDir('realtimed-nobench-');
+  const run = (...args) => spawnSync(BIN, ['--auth-mode', 'jwt', '--check-config', ...args], { cwd, encoding: 'utf8' });
+  assert.equal(run('--jwt-key', KEYS.hs).status, 0, run('--jwt-key', KEYS.hs).stderr);
+  const cases = [
+    [[], /at least one --jwt-key/],
+    [['--jwt-key', path.join(dir, 'missing.key')], /missing\.key: No such file/],
+    [['--jwt-key', write('priv.pem', rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }))], /not a PEM public key/],
+    [['--jwt-key', write('small.pem', pem(crypto.generateKeyPairSync('rsa', { modulusLength: 1024 })))], /2048/],
+    [['--jwt-key', write('empty.key', '\n')], /empty HMAC secret/],
+    [['--jwt-key', KEYS.hs, '--namespaces', 'chat'], /invalid namespace 'chat'/],
+    [['--jwt-key', KEYS.hs, '--namespaces', '/a,/a'], /listed twice/],
+    [['--jwt-key', KEYS.hs, '--api-key-file', write('none.keys', '# nothing\n')], /has no key/],
+  ];
+  for (const [args, re] of cases) {
+    const r = run(...args);
+    assert.notEqual(r.status, 0, args.join(' '));
+    assert.match(r.stderr, re, args.join(' '));
+  }
+});
