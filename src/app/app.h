@@ -58,6 +58,8 @@ typedef struct {
     char *jwt_audience, *jwt_issuer;
     bool jwt_query;
     char *api_key_file;   /* the HTTP API's keys, or NULL (no API) */
+    char *auth_webhook;   /* auth_mode webhook: the URL */
+    char *webhook_secret_file;
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
     int drain_timeout;    /* ms */

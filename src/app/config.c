@@ -66,7 +66,7 @@ static const opt_t opts[] = {
     {"connect_timeout", NULL, NULL, T_INT, O(connect_timeout), "45000", 100, 3600000, 0,
      "ms a new connection may stay without joining a namespace"},
     {"auth_timeout", NULL, "REALTIMED_AUTH_TIMEOUT", T_INT, O(auth_timeout), "10000", 100,
-     600000, F_LIVE, "ms allowed for each call to the Frappe web server"},
+     600000, F_LIVE, "ms allowed for each call to the Frappe web server (or to the auth webhook)"},
     {"max_sessions", NULL, "REALTIMED_MAX_SESSIONS", T_INT, O(max_sessions), "100000", 0, INT_MAX, F_LIVE,
      "Engine.IO sessions at most; further handshakes get 503 (0: no limit)"},
     {"max_pending", NULL, NULL, T_INT, O(max_pending), "10000", 0, INT_MAX, F_LIVE,
@@ -82,8 +82,13 @@ static const opt_t opts[] = {
      "serve files from this folder at / (the demo page, the JS client)"},
     {"auth_mode", NULL, "REALTIMED_AUTH_MODE", T_STR, O(auth_mode), "frappe", 0, 0, 0,
      "frappe (every connection authenticated by the web server), guest (demo: no web "
-     "server; every connection is a Guest in the 'website' room), or jwt (standalone: no bench; "
-     "a signed token per connection, docs/standalone.md)"},
+     "server; every connection is a Guest in the 'website' room); standalone, without a bench "
+     "(docs/standalone.md): jwt (a signed token per connection) or webhook (your backend "
+     "decides each connection)"},
+    {"auth_webhook", NULL, "REALTIMED_AUTH_WEBHOOK", T_STR, O(auth_webhook), NULL, 0, 0, 0,
+     "auth_mode webhook: each namespace connection is POSTed here; 200 {\"user\"} admits"},
+    {"webhook_secret_file", NULL, "REALTIMED_WEBHOOK_SECRET_FILE", T_STR, O(webhook_secret_file), NULL, 0, 0, 0,
+     "its content goes with every webhook call as X-Realtimed-Secret"},
     {"namespaces", NULL, "REALTIMED_NAMESPACES", T_STR, O(namespaces), "/", 0, 0, 0,
      "standalone modes: the namespaces clients may join, comma-separated (others get "
      "CONNECT_ERROR \"Invalid namespace\")"},
@@ -568,8 +573,8 @@ static int validate(const app_config_t *cfg)
         }
     }
     if (strcmp(cfg->auth_mode, "frappe") != 0 && strcmp(cfg->auth_mode, "guest") != 0 &&
-        strcmp(cfg->auth_mode, "jwt") != 0) {
-        cfg_error("invalid value '%s' for auth_mode: expected frappe, guest or jwt", cfg->auth_mode);
+        strcmp(cfg->auth_mode, "jwt") != 0 && strcmp(cfg->auth_mode, "webhook") != 0) {
+        cfg_error("invalid value '%s' for auth_mode: expected frappe, guest, jwt or webhook", cfg->auth_mode);
         return EX_CONFIG;
     }
     char err[512];
@@ -580,7 +585,10 @@ static int validate(const app_config_t *cfg)
     return 0;
 }
 
-bool app_standalone(const app_config_t *cfg) { return !cfg->conformance && !strcmp(cfg->auth_mode, "jwt"); }
+bool app_standalone(const app_config_t *cfg)
+{
+    return !cfg->conformance && (!strcmp(cfg->auth_mode, "jwt") || !strcmp(cfg->auth_mode, "webhook"));
+}
 
 static int load_args(app_config_t *cfg, int argc, char **argv, bool *exit_now, bool *check_only,
                      const char **flag_vals, bool *flag_set, char **multi, size_t *nmultip);
@@ -684,7 +692,7 @@ static int load_args(app_config_t *cfg, int argc, char **argv, bool *exit_now, b
     const char *mode = flag_set[am] ? flag_vals[am] : getenv("REALTIMED_AUTH_MODE");
     json_t *fm = file ? json_object_get(file, "auth_mode") : NULL;
     if (!mode && json_is_string(fm)) mode = json_string_value(fm);
-    bool standalone = mode && !strcmp(mode, "jwt");
+    bool standalone = mode && (!strcmp(mode, "jwt") || !strcmp(mode, "webhook"));
     if (bench) {
         struct stat st;
         if (stat(bench, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -8,7 +8,9 @@
  * docs/standalone.md. */
 #include "app.h"
 #include "auth/jwt.h"
+#include "frappe/fetch.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sysexits.h>
@@ -17,15 +19,28 @@
 typedef struct {
     app_t *app;
     app_api_t *api;
-    jwt_keys_t *keys;
+    jwt_keys_t *keys;     /* auth_mode jwt */
     jwt_options_t jo;
     bool query;
+    fetch_client_t *fetch; /* auth_mode webhook */
+    char *webhook_url;
+    char *secret_header;   /* "X-Realtimed-Secret: ..." */
     uint64_t admitted, refused;
 } standalone_t;
 
-typedef struct { /* per Engine.IO session: tokens of the handshake request */
+typedef struct { /* per Engine.IO session: what its handshake request said */
     char *bearer, *query;
+    char *headers; /* webhook: the JSON object of the headers passed on, and the address */
+    char *address;
+    rt_list_t asks; /* webhook calls in flight for its sockets */
 } st_client_t;
+
+typedef struct { /* a webhook call for one socket */
+    rt_list_t link;
+    standalone_t *st;
+    sio_socket_t *s;
+    fetch_waiter_t *w;
+} st_ask_t;
 
 typedef struct { /* per admitted socket */
     net_timer_t expiry;
@@ -116,6 +131,8 @@ static jwt_keys_t *load_keys(const app_config_t *cfg, char *err, size_t errlen)
     return ks;
 }
 
+static char *secret_header(const char *path, char *err, size_t errlen);
+
 int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen)
 {
     nsp_arg_t *na = rt_calloc(1, sizeof *na);
@@ -127,9 +144,23 @@ int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen)
     }
     free(na);
     if (rc) return -1;
-    jwt_keys_t *ks = load_keys(cfg, err, errlen);
-    if (!ks) return -1;
-    jwt_keys_free(ks);
+    if (!strcmp(cfg->auth_mode, "webhook")) {
+        if (!cfg->auth_webhook || (strncmp(cfg->auth_webhook, "http://", 7) && strncmp(cfg->auth_webhook, "https://", 8))) {
+            snprintf(err, errlen, "auth_mode webhook needs --auth-webhook http(s)://...");
+            return -1;
+        }
+        if (!cfg->webhook_secret_file) {
+            snprintf(err, errlen, "auth_mode webhook needs --webhook-secret-file FILE (sent as X-Realtimed-Secret)");
+            return -1;
+        }
+        char *h = secret_header(cfg->webhook_secret_file, err, errlen);
+        if (!h) return -1;
+        free(h);
+    } else {
+        jwt_keys_t *ks = load_keys(cfg, err, errlen);
+        if (!ks) return -1;
+        jwt_keys_free(ks);
+    }
     if (cfg->api_key_file) {
         uint8_t(*keys)[32] = NULL;
         size_t n = 0;
@@ -155,6 +186,32 @@ static void on_client(sio_client_t *c, const http_request_t *req, void *ud)
         if (rt_url_decode(q, true, &d) == RT_OK && d.len) sc->query = rt_strndup(d.data, d.len);
         rt_buf_free(&d);
     }
+    rt_list_init(&sc->asks);
+    if (st->fetch) { /* webhook: the headers the backend may need, and the address */
+        static const char *const names[] = {"cookie", "authorization", "origin", "user-agent", "x-forwarded-for"};
+        rt_buf_t h = {0};
+        rt_buf_putc(&h, '{');
+        for (size_t i = 0; i < RT_ARRAY_LEN(names); i++) {
+            rt_slice_t v = http_header_get(req, names[i]);
+            if (!v.p || v.n > 8192 || !rt_utf8_valid(v.p, v.n)) continue;
+            if (h.len > 1) rt_buf_putc(&h, ',');
+            rt_buf_append_json_string(&h, rt_slice_cstr(names[i]));
+            rt_buf_putc(&h, ':');
+            rt_buf_append_json_string(&h, v);
+        }
+        rt_buf_putc(&h, '}');
+        rt_buf_putc(&h, 0);
+        sc->headers = h.data;
+        char peer[128] = "";
+        if (req->conn) net_conn_peer(req->conn, peer, sizeof peer);
+        /* the address without the port: two tabs of one browser make the same call (coalesced) */
+        char *colon = strrchr(peer, ':');
+        if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) *colon = 0;
+        size_t pl = strlen(peer);
+        char *p = peer;
+        if (pl >= 2 && p[0] == '[' && p[pl - 1] == ']') p[pl - 1] = 0, p++;
+        sc->address = rt_strndup(p, strlen(p));
+    }
     sio_client_set_data(c, sc);
 }
 
@@ -163,8 +220,17 @@ static void on_client_close(sio_client_t *c, void *ud)
     RT_UNUSED(ud);
     st_client_t *sc = sio_client_data(c);
     if (!sc) return;
+    while (!rt_list_empty(&sc->asks)) { /* its webhook calls are of no use now */
+        st_ask_t *a = rt_container_of(sc->asks.next, st_ask_t, link);
+        rt_list_remove(&a->link);
+        fetch_cancel(a->w);
+        sio_socket_unref(a->s);
+        free(a);
+    }
     free(sc->bearer);
     free(sc->query);
+    free(sc->headers);
+    free(sc->address);
     free(sc);
     sio_client_set_data(c, NULL);
 }
@@ -178,6 +244,8 @@ static void expired(net_loop_t *loop, net_timer_t *t)
                ss->user);
     if (c && sio_client_session(c)) eio_session_close(sio_client_session(c));
 }
+
+static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, uint64_t expiry_in);
 
 static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
 {
@@ -208,20 +276,97 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
         sio_socket_reject(s, why, RT_SLICE_NULL);
         return;
     }
-    rt_buf_t user = {0};
-    rt_json_string_decode(cl.sub, &user);
-    st_sock_t *ss = rt_calloc(1, sizeof *ss + user.len + 1);
-    memcpy(ss->user, user.data, user.len);
-    ss->s = s;
-    if (cl.rooms.n) ss->rooms = rt_strndup(cl.rooms.p, cl.rooms.n);
-    net_timer_init(&ss->expiry, expired);
-    if (cl.has_exp) { /* the timer starts once connected */
-        int64_t left = (cl.exp + st->jo.leeway - (int64_t)time(NULL)) * 1000;
-        ss->expiry_in = left > 0 ? (uint64_t)left : 1;
-    }
-    sio_socket_set_identity(s, rt_slice(user.data, user.len));
-    rt_buf_free(&user);
+    int64_t left = cl.has_exp ? (cl.exp + st->jo.leeway - (int64_t)time(NULL)) * 1000 : 0;
+    admit(st, s, cl.sub, cl.rooms, cl.has_exp ? (left > 0 ? (uint64_t)left : 1) : 0);
     jwt_claims_free(&cl);
+}
+
+/* ---- auth_mode webhook ---- */
+static void ask_done(const fetch_result_t *r, void *ud)
+{
+    st_ask_t *a = ud;
+    standalone_t *st = a->st;
+    sio_socket_t *s = a->s;
+    rt_list_remove(&a->link);
+    free(a);
+    rt_json_type_t type;
+    rt_slice_t user, rooms = RT_SLICE_NULL, m;
+    bool json = r->status && rt_json_valid(r->body, &type) && type == RT_JSON_OBJECT;
+    const char *why = NULL;
+    rt_buf_t msg = {0};
+    if (!sio_socket_client(s)) {
+        /* the client went meanwhile */
+    } else if (!r->status) {
+        why = r->timed_out ? "auth webhook timed out" : "auth webhook unavailable";
+        rt_warn_rl("standalone", "auth webhook %s: %s", st->webhook_url, r->err ? r->err : "no answer");
+    } else if (r->status == 401 || r->status == 403) {
+        if (json && rt_json_object_get(r->body, "message", &m) && rt_json_peek(m) == RT_JSON_STRING && m.n <= 1026 &&
+            rt_json_string_decode(m, &msg) == 0 && msg.len) {
+            rt_buf_putc(&msg, 0);
+            why = msg.data;
+        } else {
+            why = "unauthorized";
+        }
+    } else if (r->status != 200) {
+        why = "auth webhook failed";
+        rt_warn_rl("standalone", "auth webhook %s answered HTTP %ld", st->webhook_url, r->status);
+    } else if (!json || !rt_json_object_get(r->body, "user", &user) || rt_json_peek(user) != RT_JSON_STRING ||
+               user.n <= 2 || user.n > 4096 ||
+               (rt_json_object_get(r->body, "rooms", &rooms) && rt_json_peek(rooms) != RT_JSON_ARRAY)) {
+        why = "auth webhook answered without a user";
+        rt_warn_rl("standalone", "auth webhook %s answered 200 without {\"user\": \"...\"} (rooms, if any, an array)",
+                   st->webhook_url);
+    }
+    if (sio_socket_client(s)) {
+        if (why) {
+            st->refused++;
+            sio_socket_reject(s, why, RT_SLICE_NULL);
+        } else {
+            admit(st, s, user, rooms.p && rooms.n ? rooms : RT_SLICE_NULL, 0);
+        }
+    }
+    rt_buf_free(&msg);
+    sio_socket_unref(s);
+}
+
+static void webhook_request(sio_socket_t *s, rt_slice_t auth, void *ud)
+{
+    standalone_t *st = ud;
+    st_client_t *sc = sio_client_data(sio_socket_client(s));
+    rt_buf_t b = {0};
+    rt_buf_append_cstr(&b, "{\"namespace\":");
+    rt_buf_append_json_string(&b, sio_nsp_name(sio_socket_nsp(s)));
+    rt_buf_append_cstr(&b, ",\"auth\":");
+    rt_buf_append_slice(&b, rt_json_trim(auth));
+    rt_buf_append_cstr(&b, ",\"headers\":");
+    rt_buf_append_cstr(&b, sc && sc->headers ? sc->headers : "{}");
+    rt_buf_append_cstr(&b, ",\"address\":");
+    rt_buf_append_json_string(&b, rt_slice_cstr(sc && sc->address ? sc->address : ""));
+    rt_buf_putc(&b, '}');
+    const char *headers[] = {"Content-Type: application/json", st->secret_header, NULL};
+    st_ask_t *a = rt_calloc(1, sizeof *a);
+    a->st = st;
+    a->s = s;
+    sio_socket_ref(s);
+    rt_list_insert_tail(&sc->asks, &a->link);
+    a->w = fetch_post(st->fetch, st->webhook_url, headers, rt_slice(b.data, b.len), ask_done, a);
+    rt_buf_free(&b);
+}
+
+/* Admits s as the user (a JSON string token) with these rooms (a JSON
+ * array, or empty); the connection closes expiry_in ms after the connect (0: never). */
+static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, uint64_t expiry_in)
+{
+    rt_buf_t user = {0};
+    rt_json_string_decode(user_tok, &user);
+    st_sock_t *ss = rt_calloc(1, sizeof *ss + user.len + 1);
+    if (user.len) memcpy(ss->user, user.data, user.len);
+    ss->s = s;
+    if (rooms.n) ss->rooms = rt_strndup(rooms.p, rooms.n);
+    net_timer_init(&ss->expiry, expired);
+    ss->expiry_in = expiry_in; /* the timer starts once connected */
+    sio_socket_set_identity(s, rt_slice(user.data ? user.data : "", user.len));
+    rt_buf_free(&user);
     sio_socket_set_data(s, ss);
     st->admitted++;
     sio_socket_accept(s); /* synchronous here: no cluster hands sessions over in this mode */
@@ -280,12 +425,39 @@ static const char *socket_user(sio_socket_t *s, void *ud)
 static int register_nsp(const char *item, size_t n, void *arg)
 {
     standalone_t *st = arg;
-    static const sio_nsp_handler_t h = {.on_connect_request = on_connect_request, .on_connect = on_connect,
-                                        .on_disconnect = on_disconnect};
+    static const sio_nsp_handler_t jwt_h = {.on_connect_request = on_connect_request, .on_connect = on_connect,
+                                            .on_disconnect = on_disconnect};
+    static const sio_nsp_handler_t hook_h = {.on_connect_request = webhook_request, .on_connect = on_connect,
+                                             .on_disconnect = on_disconnect};
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)n, item);
-    sio_server_of(st->app->sio, name, &h, st);
+    sio_server_of(st->app->sio, name, st->fetch ? &hook_h : &jwt_h, st);
     return 0;
+}
+
+/* The secret file's content (one trailing newline dropped), as a header line. */
+static char *secret_header(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "webhook_secret_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    if (n && buf[n - 1] == '\n') n--;
+    if (n && buf[n - 1] == '\r') n--;
+    buf[n] = 0;
+    if (!n || strpbrk(buf, "\r\n")) {
+        snprintf(err, errlen, "webhook_secret_file %s: %s", path, n ? "more than one line" : "empty");
+        return NULL;
+    }
+    rt_buf_t h = {0};
+    rt_buf_append_cstr(&h, "X-Realtimed-Secret: ");
+    rt_buf_append_cstr(&h, buf);
+    rt_buf_putc(&h, 0);
+    return h.data;
 }
 
 int standalone_start(app_t *app)
@@ -294,8 +466,16 @@ int standalone_start(app_t *app)
     char err[512];
     standalone_t *st = rt_calloc(1, sizeof *st);
     st->app = app;
-    st->keys = load_keys(cfg, err, sizeof err);
-    if (!st->keys) {
+    if (!strcmp(cfg->auth_mode, "webhook")) {
+        st->secret_header = secret_header(cfg->webhook_secret_file, err, sizeof err);
+        if (!st->secret_header) {
+            fprintf(stderr, "realtimed: %s\n", err);
+            free(st);
+            return EX_CONFIG;
+        }
+        st->webhook_url = rt_strndup(cfg->auth_webhook, strlen(cfg->auth_webhook));
+        st->fetch = fetch_client_new(app->loop, (unsigned)cfg->auth_timeout);
+    } else if (!(st->keys = load_keys(cfg, err, sizeof err))) {
         fprintf(stderr, "realtimed: %s\n", err);
         free(st);
         return EX_CONFIG;
@@ -319,8 +499,10 @@ int standalone_start(app_t *app)
             return EX_CONFIG;
         }
     }
-    rt_notice("app", "standalone mode: JWT authentication (%zu key%s), namespaces %s", jwt_keys_count(st->keys),
-              jwt_keys_count(st->keys) == 1 ? "" : "s", cfg->namespaces);
+    if (st->fetch) rt_notice("app", "standalone mode: webhook authentication (%s), namespaces %s", st->webhook_url,
+                             cfg->namespaces);
+    else rt_notice("app", "standalone mode: JWT authentication (%zu key%s), namespaces %s", jwt_keys_count(st->keys),
+                   jwt_keys_count(st->keys) == 1 ? "" : "s", cfg->namespaces);
     return 0;
 }
 
@@ -336,7 +518,12 @@ void standalone_stop(app_t *app)
 void standalone_release(app_t *app)
 {
     standalone_t *st = app->standalone;
-    if (st) app_api_free(st->api);
+    if (st) {
+        app_api_free(st->api);
+        fetch_client_free(st->fetch); /* after the sessions: they cancelled their calls */
+        free(st->webhook_url);
+        free(st->secret_header);
+    }
     free(app->standalone);
     app->standalone = NULL;
 }

@@ -354,14 +354,34 @@ void fetch_client_free(fetch_client_t *fc)
     free(fc);
 }
 
+static fetch_waiter_t *start(fetch_client_t *fc, const char *url, const char *const *headers, const rt_slice_t *post,
+                             fetch_cb cb, void *ud);
+
 fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const *headers,
                           fetch_cb cb, void *ud)
+{
+    return start(fc, url, headers, NULL, cb, ud);
+}
+
+fetch_waiter_t *fetch_post(fetch_client_t *fc, const char *url, const char *const *headers, rt_slice_t body,
+                           fetch_cb cb, void *ud)
+{
+    return start(fc, url, headers, &body, cb, ud);
+}
+
+static fetch_waiter_t *start(fetch_client_t *fc, const char *url, const char *const *headers, const rt_slice_t *post,
+                             fetch_cb cb, void *ud)
 {
     rt_buf_t key = {0};
     rt_buf_append_cstr(&key, url);
     for (size_t i = 0; headers && headers[i]; i++) {
         rt_buf_putc(&key, '\n');
         rt_buf_append_cstr(&key, headers[i]);
+    }
+    if (post) { /* a POST coalesces only with the same body (NULs would cut the key: never coalesced) */
+        rt_buf_append_cstr(&key, memchr(post->p, 0, post->n) ? "\nPOST*\n" : "\nPOST\n");
+        if (!memchr(post->p, 0, post->n)) rt_buf_append_slice(&key, *post);
+        else rt_buf_printf(&key, "%p", (void *)cb), rt_buf_printf(&key, "%p", ud);
     }
     rt_buf_putc(&key, 0);
     fetch_waiter_t *w = rt_calloc(1, sizeof *w);
@@ -413,6 +433,10 @@ fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const
     cu.easy_setopt(r->easy, CURLOPT_TCP_NODELAY, 1L);
     cu.easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     cu.easy_setopt(r->easy, CURLOPT_USERAGENT, "realtimed");
+    if (post) {
+        cu.easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)post->n);
+        cu.easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, post->n ? post->p : "");
+    }
     w->req = r;
     r->waiters = w;
     r->live = 1;

@@ -1,7 +1,8 @@
 /* fetch: asynchronous HTTP GETs with libcurl's multi interface driven by our
  * loop (no thread, no blocking call; connections are reused). Identical
  * requests in flight at the same time are coalesced into one call whose
- * answer every waiter gets. Internal to frappe/. */
+ * answer every waiter gets. Used by frappe/ and by the standalone mode's
+ * webhooks (app/). */
 #ifndef RT_FRAPPE_FETCH_H
 #define RT_FRAPPE_FETCH_H
 #include "net/net.h"
@@ -27,6 +28,9 @@ void fetch_client_set_timeout(fetch_client_t *fc, unsigned timeout_ms); /* for c
 typedef struct fetch_waiter fetch_waiter_t;
 fetch_waiter_t *fetch_get(fetch_client_t *fc, const char *url, const char *const *headers,
                           fetch_cb cb, void *ud);
+/* The same as a POST of body (copied); it coalesces with identical POSTs. */
+fetch_waiter_t *fetch_post(fetch_client_t *fc, const char *url, const char *const *headers, rt_slice_t body,
+                           fetch_cb cb, void *ud);
 /* The callback of this waiter will not be called; the request itself goes on
  * for other waiters. */
 void fetch_cancel(fetch_waiter_t *w);

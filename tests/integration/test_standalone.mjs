@@ -31,6 +31,7 @@ const KEYS = {
   ec: write('ec.pem', pem(ec)),
   ed: write('ed.pem', pem(ed)),
 };
+const SECRET_FILE = write('hook.secret', 's3cret\n');
 const API_KEYS = write('api.keys', '# rotation: both are valid\nold-key-1\nnew-key-2\n');
 
 const b64 = (o) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
@@ -264,9 +265,103 @@ test('--check-config: no key, an unreadable or bad key, a bad namespace, an empt
     [['--jwt-key', KEYS.hs, '--namespaces', '/a,/a'], /listed twice/],
     [['--jwt-key', KEYS.hs, '--api-key-file', write('none.keys', '# nothing\n')], /has no key/],
   ];
+  const hook = (...a) => spawnSync(BIN, ['--auth-mode', 'webhook', '--check-config', ...a], { cwd, encoding: 'utf8' });
+  assert.equal(hook('--auth-webhook', 'http://127.0.0.1:1/a', '--webhook-secret-file', SECRET_FILE).status, 0);
+  assert.match(hook('--webhook-secret-file', SECRET_FILE).stderr, /needs --auth-webhook/);
+  assert.match(hook('--auth-webhook', 'ftp://x/').stderr, /needs --auth-webhook/);
+  assert.match(hook('--auth-webhook', 'http://x/').stderr, /needs --webhook-secret-file/);
+  assert.match(hook('--auth-webhook', 'http://x/', '--webhook-secret-file', write('two.secret', 'a\nb\n')).stderr, /more than one line/);
   for (const [args, re] of cases) {
     const r = run(...args);
     assert.notEqual(r.status, 0, args.join(' '));
     assert.match(r.stderr, re, args.join(' '));
   }
+});
+
+// ---- --auth-mode webhook: a real HTTP server in the test as the backend ----
+import http from 'node:http';
+
+async function backend(handler) {
+  const calls = [];
+  const srv = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const call = { headers: req.headers, body: JSON.parse(body) };
+      calls.push(call);
+      handler(call, res);
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  stops.push(async () => { srv.closeAllConnections(); srv.close(); });
+  return { url: `http://127.0.0.1:${srv.address().port}/auth`, calls };
+}
+async function hookServer(url, args = []) {
+  const port = await freePort();
+  const rt = await startRealtimed(['--auth-mode', 'webhook', '--auth-webhook', url, '--webhook-secret-file',
+    SECRET_FILE, '--api-key-file', API_KEYS, '--port', String(port), ...args], { cwd: tempDir('realtimed-nobench-') });
+  stops.push(() => rt.stop());
+  const base = `http://127.0.0.1:${port}`;
+  const publish = (body) => fetch(`${base}/api/publish`, { method: 'POST', headers: { 'X-API-Key': 'old-key-1' }, body: JSON.stringify(body) });
+  return { rt, url: base, publish };
+}
+
+test('webhook: 200 {user, rooms} admits; the call carries namespace, auth, headers, address and the secret', async () => {
+  const be = await backend((call, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ user: call.body.auth.name, rooms: ['w'], info: { plan: 'pro' } }));
+  });
+  const { url, publish } = await hookServer(be.url);
+  for (const transport of ['websocket', 'polling']) {
+    const s = await connected(client(url, { transports: [transport], auth: { name: `dave-${transport}` },
+      extraHeaders: { Cookie: 'session=abc', Authorization: 'Bearer xyz', 'User-Agent': 'test-agent' } }));
+    const got = collect(s, 'hi');
+    await publish({ room: `user:dave-${transport}`, event: 'hi', data: 1 });
+    await publish({ room: 'w', event: 'hi', data: 2 });
+    await waitFor(() => got.length === 2, T);
+    s.close();
+  }
+  const c = be.calls[0];
+  assert.equal(c.headers['x-realtimed-secret'], 's3cret');
+  assert.equal(c.headers['content-type'], 'application/json');
+  assert.deepEqual(Object.keys(c.body).sort(), ['address', 'auth', 'headers', 'namespace']);
+  assert.equal(c.body.namespace, '/');
+  assert.deepEqual(c.body.auth, { name: 'dave-websocket' });
+  assert.equal(c.body.headers.cookie, 'session=abc');
+  assert.equal(c.body.headers.authorization, 'Bearer xyz');
+  assert.equal(c.body.headers['user-agent'], 'test-agent');
+  assert.match(c.body.address, /^(::ffff:)?127\.0\.0\.1$/, 'the address, without the port (as socket.io shows it)');
+});
+
+test('webhook: refusals, and backends that are down, slow, wrong or huge: clear errors, the server unharmed', async () => {
+  const be = await backend((call, res) => {
+    const mode = call.body.auth.mode;
+    if (mode === '401') { res.writeHead(401, { 'Content-Type': 'application/json' }); res.end('{"message":"go away"}'); }
+    else if (mode === '403') { res.writeHead(403); res.end('nope'); }
+    else if (mode === '500') { res.writeHead(500); res.end('<html>'); }
+    else if (mode === 'garbage') { res.writeHead(200); res.end('not json'); }
+    else if (mode === 'nouser') { res.writeHead(200); res.end('{"rooms":[]}'); }
+    else if (mode === 'badrooms') { res.writeHead(200); res.end('{"user":"u","rooms":"r"}'); }
+    else if (mode === 'huge') { res.writeHead(200); res.end(`{"user":"u","pad":"${'x'.repeat(3 << 20)}"}`); }
+    else if (mode === 'slow') { setTimeout(() => { res.writeHead(200); res.end('{"user":"late"}'); }, 1500); }
+    else { res.writeHead(200); res.end('{"user":"ok"}'); }
+  });
+  const { url, rt } = await hookServer(be.url, ['--auth-timeout', '500']);
+  const cases = [['401', 'go away'], ['403', 'unauthorized'], ['500', 'auth webhook failed'],
+    ['garbage', 'auth webhook answered without a user'], ['nouser', 'auth webhook answered without a user'],
+    ['badrooms', 'auth webhook answered without a user'], ['huge', 'auth webhook unavailable'],
+    ['slow', 'auth webhook timed out']];
+  for (const [mode, want] of cases) {
+    assert.equal(await refusal(client(url, { transports: ['websocket'], auth: { mode } })), want, mode);
+  }
+  await connected(client(url, { auth: { mode: 'fine' } }));
+  // identical connects at the same moment: one call
+  const before = be.calls.length;
+  const many = Array.from({ length: 10 }, () => client(url, { transports: ['websocket'], auth: { mode: 'fine', same: 1 } }));
+  await Promise.all(many.map(connected));
+  assert.ok(be.calls.length - before < 10, `${be.calls.length - before} calls for 10 identical connects`);
+  // the backend down
+  const down = await hookServer(`http://127.0.0.1:${await freePort()}/auth`);
+  assert.equal(await refusal(client(down.url, { auth: {} })), 'auth webhook unavailable');
+  assert.equal(rt.isRunning(), true);
 });
