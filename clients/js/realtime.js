@@ -26,11 +26,14 @@ export class RealtimeClient {
    *   Without it `url` is used as is (include the namespace there if needed).
    * @param {boolean} [options.retryRefused=true] retry (with backoff) when the
    *   server refuses the connection (auth failure) or disconnects the socket.
+   * @param {() => (string|Promise<string>)} [options.token] the standalone
+   *   mode's token (realtimed --auth-mode jwt): called before every connect
+   *   and reconnect, so an expired token is replaced by a fresh one.
    * Every other option goes to socket.io-client's io(); the defaults set here
    * are withCredentials: true, reconnectionAttempts: Infinity,
    * reconnectionDelay: 1000, reconnectionDelayMax: 10000, randomizationFactor: 0.5.
    */
-  constructor({ url, site, retryRefused = true, ...socketOptions } = {}) {
+  constructor({ url, site, retryRefused = true, token, ...socketOptions } = {}) {
     if (url === undefined) {
       if (typeof location === "undefined") throw new TypeError("RealtimeClient: url is required outside a browser");
       url = location.origin;
@@ -46,6 +49,12 @@ export class RealtimeClient {
       randomizationFactor: 0.5,
       ...socketOptions,
     };
+    if (token) {
+      // socket.io-client asks for the auth object on every (re)connect
+      this.options.auth = (cb) => {
+        Promise.resolve().then(token).then((t) => cb({ token: String(t) }), () => cb({}));
+      };
+    }
     this.retryRefused = retryRefused;
     // What the server is asked for again on every connect.
     this.doctypes = new Set();

@@ -365,3 +365,41 @@ test('webhook: refusals, and backends that are down, slow, wrong or huge: clear 
   assert.equal(await refusal(client(down.url, { auth: {} })), 'auth webhook unavailable');
   assert.equal(rt.isRunning(), true);
 });
+
+test('the JS client from its npm pack: token option refreshes the token on reconnect; types ship', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const proj = tempDir('realtimed-jsproj-');
+  const tgz = execFileSync('npm', ['pack', '--silent', '--pack-destination', proj, path.join(ROOT, 'clients/js')],
+    { encoding: 'utf8' }).trim().split('\n').pop();
+  const mod = path.join(proj, 'node_modules', 'realtimed-client');
+  fs.mkdirSync(mod, { recursive: true });
+  execFileSync('tar', ['xzf', path.join(proj, tgz), '-C', mod, '--strip-components=1']);
+  assert.deepEqual(fs.readdirSync(mod).sort(), ['README.md', 'package.json', 'realtime.d.ts', 'realtime.js']);
+  // its one dependency, from the test's own install (offline)
+  fs.symlinkSync(path.join(ROOT, 'tests/node_modules/socket.io-client'), path.join(proj, 'node_modules', 'socket.io-client'));
+  for (const dep of ['engine.io-client', 'socket.io-parser', '@socket.io', 'debug', 'ms', 'ws', 'xmlhttprequest-ssl', 'engine.io-parser']) {
+    const src = path.join(ROOT, 'tests/node_modules', dep);
+    if (fs.existsSync(src) && !fs.existsSync(path.join(proj, 'node_modules', dep))) fs.symlinkSync(src, path.join(proj, 'node_modules', dep));
+  }
+  const { url, api } = await server(['--jwt-leeway', '0']);
+  const script = path.join(proj, 'use.mjs');
+  fs.writeFileSync(script, `
+    import { RealtimeClient } from 'realtimed-client';
+    const tokens = JSON.parse(process.argv[2]);
+    let n = 0;
+    const rt = new RealtimeClient({ url: ${JSON.stringify(url)}, transports: ['websocket'], reconnectionDelay: 50,
+      reconnectionDelayMax: 100, token: async () => tokens[Math.min(n++, tokens.length - 1)] });
+    rt.on('connect', () => console.log('connect ' + n));
+    rt.on('news', (m) => { console.log('news ' + m); rt.close(); });
+  `);
+  const tokens = [mint({ sub: 'js', exp: now() + 1 }), mint({ sub: 'js', exp: now() + 600 })];
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [script, JSON.stringify(tokens)], { cwd: proj });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  stops.push(async () => child.kill());
+  await waitFor(() => out.includes('connect 2'), T); // the first token expired: a fresh one
+  await api('POST', '/api/publish', { room: 'user:js', event: 'news', data: 'fresh' });
+  await waitFor(() => out.includes('news fresh'), T);
+});
