@@ -59,6 +59,8 @@ typedef struct {
     bool jwt_query;
     char *api_key_file;   /* the HTTP API's keys, or NULL (no API) */
     char *auth_webhook;   /* auth_mode webhook: the URL */
+    char *emitter_key;    /* the Redis emitter protocol's key, "" off */
+    bool redis_set;       /* redis_queue was given (not the default): the standalone modes use it */
     char *webhook_secret_file;
     char *log_format;     /* text | json */
     char *log_file;       /* NULL: stderr */
@@ -82,6 +84,7 @@ typedef struct {
     void *cluster;          /* presence shared through Redis (Frappe mode) */
     void *recovery;         /* connection state recovery across nodes, or NULL */
     void *standalone;       /* the standalone mode's state (standalone.c) */
+    void *emitter;          /* the socket.io Redis emitter protocol, or NULL */
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;

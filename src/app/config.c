@@ -101,6 +101,10 @@ static const opt_t opts[] = {
     {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, 0,
      "a token's aud must be (or contain) this"},
     {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, 0, "a token's iss must be this"},
+    {"emitter_key", NULL, "REALTIMED_EMITTER_KEY", T_STR, O(emitter_key), "socket.io", 0, 0, 0,
+     "act on what @socket.io/redis-emitter (and its ports) publish with this key (socket.io's "
+     "`key`) on the Redis of redis_queue; empty: off. The standalone modes use Redis only "
+     "when --redis-queue is given"},
     {"api_key_file", NULL, "REALTIMED_API_KEY_FILE", T_STR, O(api_key_file), NULL, 0, 0, 0,
      "standalone modes: the HTTP API's keys, one per line (all valid: rotation); without it "
      "/api/ answers 404"},
@@ -731,6 +735,8 @@ static int load_args(app_config_t *cfg, int argc, char **argv, bool *exit_now, b
         if ((rc = set_value(cfg, &opts[i], flag_vals[i], "command line"))) return rc;
         sources[i] = "command line";
     }
+    /* the standalone modes use Redis only when told where it is */
+    cfg->redis_set = strcmp(sources[opt_index("redis_queue")], "default") != 0;
     if (cfg->conformance) {
         /* the values the official test suites assert */
         if (!flag_set[opt_index("ping_interval")]) cfg->ping_interval = 300;

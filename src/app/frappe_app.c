@@ -1,6 +1,7 @@
 /* Frappe mode: the sio server on /socket.io/, the frappe module
  * and `realtimed publish`. */
 #include "app_frappe.h"
+#include "emitter/emitter.h"
 
 #include <sysexits.h>
 #include <hiredis/hiredis.h>
@@ -153,6 +154,8 @@ int frappe_start(app_t *app)
         return EX_CONFIG;
     }
     start_cluster(app);
+    if (cfg->emitter_key && *cfg->emitter_key)
+        app->emitter = emitter_new(frappe_broker(app->frappe), app->sio, cfg->emitter_key, (size_t)cfg->max_payload);
     return start_handlers(app);
 }
 
@@ -168,6 +171,8 @@ void frappe_app_stop(app_t *app)
     /* Leave the cluster first (our viewers go from Redis at once); the
      * disconnects that follow are nobody else's business. */
     if (app->frappe) frappe_set_presence(app->frappe, NULL, NULL);
+    emitter_free(app->emitter);
+    app->emitter = NULL;
     cluster_recovery_free(app->recovery);
     app->recovery = NULL;
     cluster_free(app->cluster);

@@ -10,6 +10,7 @@
  * reads), so whichever worker answers a scrape sums every worker: one port,
  * one target, the machine's totals. */
 #include "app_frappe.h"
+#include "emitter/emitter.h"
 
 #include <dirent.h>
 #include <sched.h>
@@ -34,13 +35,14 @@ struct metrics_snap {
     _Atomic uint32_t seq; /* odd while its owner writes it (shared slots) */
     uint64_t taken_ms;    /* CLOCK_MONOTONIC: the same clock for every process of the machine */
     char not_ready[96];   /* "" when ready */
-    bool frappe, has_handlers, has_cluster, has_recovery;
+    bool frappe, has_handlers, has_cluster, has_recovery, has_emitter;
     uint64_t rss, fds, pending;
     net_stats_t net;
     eio_stats_t eio;
     uint64_t sessions;
     sio_stats_t sio;
     sio_recovery_stats_t rec;
+    emitter_stats_t em;
     frappe_stats_t fr;
     fetch_stats_t fetch;
     broker_stats_t broker;
@@ -149,6 +151,7 @@ static void collect(const app_t *app, metrics_snap_t *m)
         m->sessions = eio_server_sessions(eio);
         m->sio = *sio_server_stats(app->sio);
         m->pending = sio_server_pending(app->sio);
+        if (app->emitter) m->has_emitter = true, m->em = *emitter_stats(app->emitter);
         const sio_recovery_stats_t *rs = sio_server_recovery_stats(app->sio);
         if (rs) m->has_recovery = true, m->rec = *rs;
         sio_server_each_nsp(app->sio, site_one, m);
@@ -188,6 +191,8 @@ static void sum_into(metrics_snap_t *t, const metrics_snap_t *m)
     if (m->not_ready[0] && !t->not_ready[0]) memcpy(t->not_ready, m->not_ready, sizeof t->not_ready);
     t->frappe |= m->frappe, t->has_handlers |= m->has_handlers, t->has_cluster |= m->has_cluster;
     t->has_recovery |= m->has_recovery;
+    t->has_emitter |= m->has_emitter;
+    ADD(em.broadcasts), ADD(em.requests), ADD(em.invalid), ADD(em.ignored);
     ADD(rec.kept), ADD(rec.recovered), ADD(rec.recovered_remote), ADD(rec.exported), ADD(rec.packets_replayed);
     ADD(rec.sessions_evicted), ADD(rec.log_entries), ADD(rec.log_bytes), ADD(rec.sessions), ADD(rec.session_bytes);
     for (int i = 0; i < SIO_REC_REASONS; i++) ADD(rec.refused[i]);
@@ -423,6 +428,14 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
     one(b, "realtimed_events_in_total", "counter", "Events received from clients.", t->sio.events_in);
     one(b, "realtimed_broadcasts_total", "counter", "Messages fanned out to rooms.", t->sio.broadcasts);
     one(b, "realtimed_deliveries_total", "counter", "Messages queued to sockets by broadcasts.", t->sio.deliveries);
+    if (t->has_emitter) {
+        head(b, "realtimed_emitter_messages_total", "counter",
+             "Messages of the socket.io Redis emitter protocol, by what became of them.");
+        reason_label(b, "realtimed_emitter_messages_total", "kind", "broadcast", t->em.broadcasts);
+        reason_label(b, "realtimed_emitter_messages_total", "kind", "request", t->em.requests);
+        reason_label(b, "realtimed_emitter_messages_total", "kind", "invalid", t->em.invalid);
+        reason_label(b, "realtimed_emitter_messages_total", "kind", "ignored", t->em.ignored);
+    }
     if (t->has_recovery) {
         one(b, "realtimed_recovery_kept_total", "counter",
             "Sockets whose transport went, kept recoverable for the recovery window.", t->rec.kept);

@@ -8,6 +8,8 @@
  * docs/standalone.md. */
 #include "app.h"
 #include "auth/jwt.h"
+#include "broker/broker.h"
+#include "emitter/emitter.h"
 #include "frappe/fetch.h"
 
 #include <errno.h>
@@ -25,6 +27,7 @@ typedef struct {
     fetch_client_t *fetch; /* auth_mode webhook */
     char *webhook_url;
     char *secret_header;   /* "X-Realtimed-Secret: ..." */
+    broker_t *broker;      /* --redis-queue given: the emitter protocol */
     uint64_t admitted, refused;
 } standalone_t;
 
@@ -414,6 +417,11 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
     free(ss);
 }
 
+static void nothing(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    RT_UNUSED(channel), RT_UNUSED(payload), RT_UNUSED(ud);
+}
+
 static const char *socket_user(sio_socket_t *s, void *ud)
 {
     RT_UNUSED(ud);
@@ -492,6 +500,15 @@ int standalone_start(app_t *app)
     sio_server_set_client_handler(app->sio, &ch, st);
     each_item(cfg->namespaces, register_nsp, st);
     app->standalone = st;
+    if (cfg->redis_set && cfg->emitter_key && *cfg->emitter_key) {
+        static const broker_handler_t bh = {nothing, NULL};
+        st->broker = broker_redis_new(app->loop, cfg->redis_queue, NULL, 0, &bh, st, err, sizeof err);
+        if (!st->broker) {
+            fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
+            return EX_CONFIG;
+        }
+        app->emitter = emitter_new(st->broker, app->sio, cfg->emitter_key, (size_t)cfg->max_payload);
+    }
     if (cfg->api_key_file) {
         st->api = app_api_new(app, app->http, cfg->api_key_file, socket_user, st, err, sizeof err);
         if (!st->api) {
@@ -513,6 +530,10 @@ void standalone_stop(app_t *app)
     /* the sockets go with the sio server, after this: their data needs only the loop */
     jwt_keys_free(st->keys);
     st->keys = NULL;
+    emitter_free(app->emitter);
+    app->emitter = NULL;
+    broker_free(st->broker);
+    st->broker = NULL;
 }
 
 void standalone_release(app_t *app)

@@ -52,6 +52,7 @@ struct broker {
     size_t nchannels;
     broker_msg_cb *chan_cb;  /* [nchannels]: NULL = the handler's on_message */
     void **chan_ud;
+    bool *chan_pat;          /* [nchannels]: a PSUBSCRIBE pattern */
     broker_handler_t h;
     void *ud;
     void (*watch)(bool ready, void *ud); /* broker_watch */
@@ -340,18 +341,29 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
     redisReply *kind = reply->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
-    if (!strcmp(kind->str, "message") && reply->element[2]->type == REDIS_REPLY_STRING &&
+    if (!strcmp(kind->str, "pmessage") && reply->elements >= 4 && reply->element[1]->type == REDIS_REPLY_STRING &&
+        reply->element[2]->type == REDIS_REPLY_STRING && reply->element[3]->type == REDIS_REPLY_STRING) {
+        b->stats.messages++;
+        rt_slice_t pat = rt_slice(reply->element[1]->str, reply->element[1]->len);
+        rt_slice_t ch = rt_slice(reply->element[2]->str, reply->element[2]->len);
+        rt_slice_t payload = rt_slice(reply->element[3]->str, reply->element[3]->len);
+        for (size_t i = 0; i < b->nchannels; i++)
+            if (b->chan_pat[i] && b->chan_cb[i] && rt_slice_eq_cstr(pat, b->channels[i])) {
+                b->chan_cb[i](ch, payload, b->chan_ud[i]);
+                return;
+            }
+    } else if (!strcmp(kind->str, "message") && reply->element[2]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_STRING) {
         b->stats.messages++;
         rt_slice_t ch = rt_slice(reply->element[1]->str, reply->element[1]->len);
         rt_slice_t payload = rt_slice(reply->element[2]->str, reply->element[2]->len);
         for (size_t i = 0; i < b->nchannels; i++)
-            if (b->chan_cb[i] && rt_slice_eq_cstr(ch, b->channels[i])) {
+            if (!b->chan_pat[i] && b->chan_cb[i] && rt_slice_eq_cstr(ch, b->channels[i])) {
                 b->chan_cb[i](ch, payload, b->chan_ud[i]);
                 return;
             }
         b->h.on_message(ch, payload, b->ud);
-    } else if (!strcmp(kind->str, "subscribe") && !l->ready) {
+    } else if ((!strcmp(kind->str, "subscribe") || !strcmp(kind->str, "psubscribe")) && !l->ready) {
         link_setup_done(l);
     }
 }
@@ -381,7 +393,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     if (l->sub) {
         for (size_t i = 0; i < b->nchannels; i++) {
             l->setup_left++;
-            redisAsyncCommand(ac, on_sub_reply, NULL, "SUBSCRIBE %s", b->channels[i]);
+            redisAsyncCommand(ac, on_sub_reply, NULL, b->chan_pat[i] ? "PSUBSCRIBE %s" : "SUBSCRIBE %s", b->channels[i]);
         }
     } else {
         if (b->url.db) {
@@ -467,6 +479,7 @@ broker_t *broker_redis_new(net_loop_t *loop, const char *url, const char *const 
     b->channels = rt_calloc(nchannels ? nchannels : 1, sizeof *b->channels);
     b->chan_cb = rt_calloc(nchannels ? nchannels : 1, sizeof *b->chan_cb);
     b->chan_ud = rt_calloc(nchannels ? nchannels : 1, sizeof *b->chan_ud);
+    b->chan_pat = rt_calloc(nchannels ? nchannels : 1, sizeof *b->chan_pat);
     b->nchannels = nchannels;
     for (size_t i = 0; i < nchannels; i++) b->channels[i] = rt_strndup(channels[i], strlen(channels[i]));
     rt_list_init(&b->gets);
@@ -504,6 +517,7 @@ void broker_free(broker_t *b)
     free(b->channels);
     free(b->chan_cb);
     free(b->chan_ud);
+    free(b->chan_pat);
     broker_url_free(&b->url);
     free(b);
 }
@@ -607,19 +621,22 @@ bool broker_ready(const broker_t *b) { return b->sub.ready && b->cmd.ready; }
 bool broker_command_ready(const broker_t *b) { return b->cmd.ready; }
 const broker_stats_t *broker_stats(const broker_t *b) { return &b->stats; }
 
-void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud)
+static void add_subscription(broker_t *b, const char *channel, bool pattern, broker_msg_cb cb, void *ud)
 {
     size_t n = b->nchannels + 1;
     b->channels = rt_realloc(b->channels, n * sizeof *b->channels);
     b->chan_cb = rt_realloc(b->chan_cb, n * sizeof *b->chan_cb);
     b->chan_ud = rt_realloc(b->chan_ud, n * sizeof *b->chan_ud);
+    b->chan_pat = rt_realloc(b->chan_pat, n * sizeof *b->chan_pat);
     b->channels[n - 1] = rt_strndup(channel, strlen(channel));
     b->chan_cb[n - 1] = cb;
     b->chan_ud[n - 1] = ud;
+    b->chan_pat[n - 1] = pattern;
     b->nchannels = n;
     /* a link being set up counts its SUBSCRIBE replies: only a ready one
      * takes it now; the others send every channel when they connect */
-    if (b->sub.ready && b->sub.ac) redisAsyncCommand(b->sub.ac, on_sub_reply, NULL, "SUBSCRIBE %s", channel);
+    if (b->sub.ready && b->sub.ac)
+        redisAsyncCommand(b->sub.ac, on_sub_reply, NULL, pattern ? "PSUBSCRIBE %s" : "SUBSCRIBE %s", channel);
     else if (b->sub.ac && !b->sub.ready) {
         /* connected, still in setup: drop it and reconnect with every channel */
         redisAsyncContext *ac = b->sub.ac;
@@ -628,6 +645,16 @@ void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *
         b->sub.ac = NULL;
         link_connect(&b->sub);
     }
+}
+
+void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud)
+{
+    add_subscription(b, channel, false, cb, ud);
+}
+
+void broker_psubscribe(broker_t *b, const char *pattern, broker_msg_cb cb, void *ud)
+{
+    add_subscription(b, pattern, true, cb, ud);
 }
 
 static void drop_message(rt_slice_t channel, rt_slice_t payload, void *ud)

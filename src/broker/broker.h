@@ -56,6 +56,9 @@ typedef void (*broker_msg_cb)(rt_slice_t channel, rt_slice_t payload, void *ud);
 /* One more channel on the subscriber link; its messages go to cb instead
  * of the handler. Subscribed on every (re)connect from now on. */
 void broker_subscribe(broker_t *b, const char *channel, broker_msg_cb cb, void *ud);
+/* The same for a PSUBSCRIBE pattern (Redis glob); cb gets each message's
+ * channel. */
+void broker_psubscribe(broker_t *b, const char *pattern, broker_msg_cb cb, void *ud);
 /* Its messages are dropped from now on (the owner is going away). */
 void broker_unsubscribe(broker_t *b, const char *channel);
 /* cb(ready) whenever broker_ready() changes (one watcher). */

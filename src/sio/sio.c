@@ -408,6 +408,54 @@ static size_t broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, 
     return n;
 }
 
+size_t sio_broadcast_binary(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                            size_t nexcept, rt_slice_t body, const rt_slice_t *att, uint32_t natt)
+{
+    sio_server_t *srv = nsp->srv;
+    size_t tok_end;
+    rt_json_type_t first = rt_json_scan(body.p, body.n, &tok_end);
+    if ((first != RT_JSON_STRING && first != RT_JSON_NUMBER) ||
+        (first == RT_JSON_STRING && sio_event_reserved(rt_json_trim(rt_slice(body.p, tok_end))))) {
+        rt_warn_rl("sio", "refused to broadcast an event without a name, or with a reserved one");
+        return 0;
+    }
+    rt_buf_t b = {0};
+    sio_packet_head(&b, natt ? SIO_BINARY_EVENT : SIO_EVENT, sio_nsp_name(nsp), natt, -1);
+    rt_buf_putc(&b, '[');
+    size_t body_off = b.len;
+    rt_buf_append_slice(&b, body);
+    if (sio_rec_keeps(nsp)) sio_rec_keep(nsp, rooms, nrooms, except, nexcept, &b, body_off, att, natt);
+    rt_buf_putc(&b, ']');
+    /* the members: the union of the rooms (or all), minus the except rooms' */
+    uint32_t gen = ++srv->bcast_gen;
+    if (gen == 0) gen = ++srv->bcast_gen;
+    rt_list_t *it;
+    for (size_t i = 0; i < nexcept; i++) {
+        sio_room_t *xr = room_get(nsp, except[i], false);
+        if (xr)
+            for (it = xr->members.next; it != &xr->members; it = it->next)
+                rt_container_of(it, sio_member_t, in_room)->s->bcast_gen = gen;
+    }
+    size_t n = 0;
+    srv->stats.broadcasts++;
+    for (size_t i = 0; i < (nrooms ? nrooms : 1); i++) {
+        sio_room_t *r = nrooms ? room_get(nsp, rooms[i], false) : NULL;
+        rt_list_t *head = nrooms ? (r ? &r->members : NULL) : &nsp->sockets;
+        for (it = head ? head->next : NULL; it && it != head; it = it->next) {
+            sio_socket_t *s = nrooms ? rt_container_of(it, sio_member_t, in_room)->s
+                                     : rt_container_of(it, sio_socket_t, nsp_link);
+            if (s->bcast_gen == gen || !s->client) continue;
+            s->bcast_gen = gen;
+            client_send_text(s->client, &b); /* binary: one copy per member (rare) */
+            client_send_attachments(s->client, att, natt);
+            n++;
+        }
+    }
+    rt_buf_free(&b);
+    srv->stats.deliveries += n;
+    return n;
+}
+
 /* ---- namespaces ---- */
 static void nsp_cleanup_task(net_loop_t *loop, net_task_t *t);
 

@@ -188,6 +188,11 @@ size_t sio_broadcast(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms,
  * of them do not get it. */
 size_t sio_broadcast_except(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
                             size_t nexcept, rt_slice_t body);
+/* The same for an event with binary attachments (body carries their
+ * placeholders): the BINARY_EVENT is encoded once, sent to each member
+ * with its attachments. */
+size_t sio_broadcast_binary(sio_nsp_t *nsp, const rt_slice_t *rooms, size_t nrooms, const rt_slice_t *except,
+                            size_t nexcept, rt_slice_t body, const rt_slice_t *att, uint32_t natt);
 /* The same for state where only the latest value matters (presence): a
  * polling member that has not fetched the previous broadcast with this
  * key (non-zero, distinct per namespace and subject) gets only this one

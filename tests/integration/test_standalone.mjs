@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { io } from 'socket.io-client';
-import { startRealtimed, freePort, tempDir, waitFor, ROOT } from '../lib/procs.mjs';
+import { startRealtimed, freePort, tempDir, waitFor, sleep, ROOT } from '../lib/procs.mjs';
 
 const BIN = process.env.REALTIMED_BIN || path.join(ROOT, 'build/realtimed');
 
@@ -402,4 +402,61 @@ test('the JS client from its npm pack: token option refreshes the token on recon
   await waitFor(() => out.includes('connect 2'), T); // the first token expired: a fresh one
   await api('POST', '/api/publish', { room: 'user:js', event: 'news', data: 'fresh' });
   await waitFor(() => out.includes('news fresh'), T);
+});
+
+test('the socket.io Redis emitter protocol: @socket.io/redis-emitter from npm, unchanged', async () => {
+  const { startRedis } = await import('../lib/procs.mjs');
+  const { Emitter } = await import('@socket.io/redis-emitter');
+  const { createClient } = await import('redis');
+  const redis = await startRedis();
+  stops.push(() => redis.stop());
+  const { url } = await server(['--redis-queue', redis.url, '--namespaces', '/,/chat']);
+  await waitFor(async () => (await redis.command('PUBSUB', 'NUMPAT')) >= 2, T);
+  const rc = createClient({ url: redis.url });
+  await rc.connect();
+  stops.push(async () => rc.quit());
+  const emitter = new Emitter(rc);
+  const a = await connected(client(url, { transports: ['websocket'], auth: { token: mint({ sub: 'ann', rooms: ['r1'] }) } }));
+  const b = await connected(client(url, { transports: ['polling'], auth: { token: mint({ sub: 'ben' }) } }));
+  const c = await connected(client(url, { nsp: '/chat', auth: { token: mint({ sub: 'cid' }) } }));
+  const got = { a: collect(a, 'e'), b: collect(b, 'e'), c: collect(c, 'e') };
+  emitter.emit('e', 'all', { n: 1 });
+  emitter.to('r1').emit('e', 'r1 only');
+  emitter.except('user:ann').emit('e', 'not ann');
+  emitter.to('user:ben').emit('e', 'bin', Buffer.from([1, 2, 3]));
+  emitter.of('/chat').emit('e', 'chat', [1, 'x']);
+  emitter.volatile.compress(false).to('user:ann').emit('e', 'flags');
+  await waitFor(() => got.a.length === 3 && got.b.length === 3 && got.c.length === 1, T);
+  assert.deepEqual(got.a, [['all', { n: 1 }], ['r1 only'], ['flags']]);
+  assert.deepEqual(got.b.slice(0, 2), [['all', { n: 1 }], ['not ann']]);
+  assert.equal(got.b[2][0], 'bin');
+  assert.deepEqual([...new Uint8Array(got.b[2][1])], [1, 2, 3]);
+  assert.deepEqual(got.c, [['chat', [1, 'x']]]);
+  // socketsJoin / socketsLeave / disconnectSockets
+  emitter.in('user:ben').socketsJoin(['r2', 'r3']);
+  await sleep(100);
+  emitter.to('r3').emit('e', 'joined');
+  await waitFor(() => got.b.length === 4, T);
+  assert.deepEqual(got.b[3], ['joined']);
+  emitter.in('user:ben').socketsLeave('r3');
+  await sleep(100);
+  emitter.to('r3').emit('e', 'left');
+  emitter.to('r2').emit('e', 'still in r2');
+  await waitFor(() => got.b.length === 5, T);
+  assert.deepEqual(got.b[4], ['still in r2']);
+  const gone = new Promise((r) => a.once('disconnect', r));
+  emitter.in('user:ann').disconnectSockets();
+  assert.equal(await gone, 'io server disconnect');
+  const gone2 = new Promise((r) => b.once('disconnect', r));
+  emitter.in('user:ben').disconnectSockets(true);
+  assert.equal(await gone2, 'transport close');
+  // garbage on the channels: skipped, the server unharmed
+  await rc.publish('socket.io#/#', Buffer.from([0xc1, 0x00]));
+  await rc.publish('socket.io-request#/#', 'not json');
+  await rc.publish('socket.io-request#/#', JSON.stringify({ type: 5, opts: {} }));
+  emitter.of('/chat').emit('e', 'after garbage');
+  await waitFor(() => got.c.length === 2, T);
+  const m = await (await fetch(`${url}/metrics`)).text();
+  assert.match(m, /realtimed_emitter_messages_total\{kind="invalid"\} 2\n/);
+  assert.match(m, /realtimed_emitter_messages_total\{kind="ignored"\} 1\n/);
 });

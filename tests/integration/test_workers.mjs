@@ -217,6 +217,15 @@ test('a worker killed with SIGKILL is restarted; the other keeps its clients', a
   process.kill(victim, 'SIGKILL');
   await rt.waitForLine(/worker \d \(pid \d+\) was killed by signal 9 .*restarting it/);
   await waitFor(() => ws.some((s) => !s.connected), 5000);
+  // every client of the dead worker notices its closed socket, not only the first (slow under ASan)
+  let gone = -1;
+  await waitFor(async () => {
+    const now = ws.filter((s) => !s.connected).length;
+    const settled = now === gone;
+    gone = now;
+    await new Promise((r) => setTimeout(r, 200));
+    return settled;
+  }, 5000, 0);
   const alive = ws.filter((s) => s.connected);
   assert.ok(alive.length > 0 && alive.length < ws.length);
   for (const s of alive) assert.deepEqual(await ack(s, 'message-with-ack', 'still'), ['still']);
