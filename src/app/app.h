@@ -60,6 +60,8 @@ typedef struct {
     char *api_key_file;   /* the HTTP API's keys, or NULL (no API) */
     char *auth_webhook;   /* auth_mode webhook: the URL */
     char *emitter_key;    /* the Redis emitter protocol's key, "" off */
+    char *events_webhook; /* client events are POSTed here, or NULL */
+    int webhook_concurrency;
     bool redis_set;       /* redis_queue was given (not the default): the standalone modes use it */
     char *webhook_secret_file;
     char *log_format;     /* text | json */
@@ -85,6 +87,7 @@ typedef struct {
     void *recovery;         /* connection state recovery across nodes, or NULL */
     void *standalone;       /* the standalone mode's state (standalone.c) */
     void *emitter;          /* the socket.io Redis emitter protocol, or NULL */
+    void *events_hook;      /* the standalone modes' events webhook, or NULL */
     http_static_t *statics; /* static_dir, when set */
     /* --workers: this process's place (workers.c); worker < 0 alone */
     int worker, nworkers;
@@ -156,6 +159,19 @@ app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, ap
                        char *err, size_t errlen);
 void app_api_free(app_api_t *api);
 int app_api_load_keys(const char *path, uint8_t (**out)[32], size_t *n, char *err, size_t errlen);
+/* ---- the events webhook of the standalone modes (events_hook.c) ---- */
+typedef struct events_hook events_hook_t;
+typedef struct ev_socket ev_socket_t;
+events_hook_t *events_hook_new(net_loop_t *loop, const char *url, const char *secret_header, unsigned timeout_ms,
+                               unsigned concurrency);
+void events_hook_free(events_hook_t *h);
+/* A client event of s (its state in *slot, created on first use). */
+void events_hook_event(events_hook_t *h, ev_socket_t **slot, sio_socket_t *s, const char *user, const sio_event_t *ev);
+void events_hook_socket_gone(events_hook_t *h, ev_socket_t **slot);
+typedef struct {
+    uint64_t posted, delivered, failed, overflow;
+} events_hook_stats_t;
+const events_hook_stats_t *events_hook_stats(const events_hook_t *h);
 /* ---- the standalone mode (standalone.c): auth_mode jwt, no bench ---- */
 bool app_standalone(const app_config_t *cfg);
 int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen); /* keys and namespaces */

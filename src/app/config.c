@@ -88,7 +88,7 @@ static const opt_t opts[] = {
     {"auth_webhook", NULL, "REALTIMED_AUTH_WEBHOOK", T_STR, O(auth_webhook), NULL, 0, 0, 0,
      "auth_mode webhook: each namespace connection is POSTed here; 200 {\"user\"} admits"},
     {"webhook_secret_file", NULL, "REALTIMED_WEBHOOK_SECRET_FILE", T_STR, O(webhook_secret_file), NULL, 0, 0, 0,
-     "its content goes with every webhook call as X-Realtimed-Secret"},
+     "its content goes with every webhook call (auth and events) as X-Realtimed-Secret"},
     {"namespaces", NULL, "REALTIMED_NAMESPACES", T_STR, O(namespaces), "/", 0, 0, 0,
      "standalone modes: the namespaces clients may join, comma-separated (others get "
      "CONNECT_ERROR \"Invalid namespace\")"},
@@ -101,6 +101,11 @@ static const opt_t opts[] = {
     {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, 0,
      "a token's aud must be (or contain) this"},
     {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, 0, "a token's iss must be this"},
+    {"events_webhook", NULL, "REALTIMED_EVENTS_WEBHOOK", T_STR, O(events_webhook), NULL, 0, 0, 0,
+     "standalone modes: every client event is POSTed here ({namespace, user, sid, event, args}); a 2xx "
+     "{\"ack\": [...]} answers the client's acknowledgement (needs --webhook-secret-file)"},
+    {"webhook_concurrency", NULL, NULL, T_INT, O(webhook_concurrency), "64", 1, 4096, 0,
+     "events webhook calls in flight at most (one per socket at a time, in order)"},
     {"emitter_key", NULL, "REALTIMED_EMITTER_KEY", T_STR, O(emitter_key), "socket.io", 0, 0, 0,
      "act on what @socket.io/redis-emitter (and its ports) publish with this key (socket.io's "
      "`key`) on the Redis of redis_queue; empty: off. The standalone modes use Redis only "

@@ -35,7 +35,7 @@ struct metrics_snap {
     _Atomic uint32_t seq; /* odd while its owner writes it (shared slots) */
     uint64_t taken_ms;    /* CLOCK_MONOTONIC: the same clock for every process of the machine */
     char not_ready[96];   /* "" when ready */
-    bool frappe, has_handlers, has_cluster, has_recovery, has_emitter;
+    bool frappe, has_handlers, has_cluster, has_recovery, has_emitter, has_events_hook;
     uint64_t rss, fds, pending;
     net_stats_t net;
     eio_stats_t eio;
@@ -43,6 +43,7 @@ struct metrics_snap {
     sio_stats_t sio;
     sio_recovery_stats_t rec;
     emitter_stats_t em;
+    events_hook_stats_t evh;
     frappe_stats_t fr;
     fetch_stats_t fetch;
     broker_stats_t broker;
@@ -152,6 +153,7 @@ static void collect(const app_t *app, metrics_snap_t *m)
         m->sio = *sio_server_stats(app->sio);
         m->pending = sio_server_pending(app->sio);
         if (app->emitter) m->has_emitter = true, m->em = *emitter_stats(app->emitter);
+        if (app->events_hook) m->has_events_hook = true, m->evh = *events_hook_stats(app->events_hook);
         const sio_recovery_stats_t *rs = sio_server_recovery_stats(app->sio);
         if (rs) m->has_recovery = true, m->rec = *rs;
         sio_server_each_nsp(app->sio, site_one, m);
@@ -192,6 +194,8 @@ static void sum_into(metrics_snap_t *t, const metrics_snap_t *m)
     t->frappe |= m->frappe, t->has_handlers |= m->has_handlers, t->has_cluster |= m->has_cluster;
     t->has_recovery |= m->has_recovery;
     t->has_emitter |= m->has_emitter;
+    t->has_events_hook |= m->has_events_hook;
+    ADD(evh.posted), ADD(evh.delivered), ADD(evh.failed), ADD(evh.overflow);
     ADD(em.broadcasts), ADD(em.requests), ADD(em.invalid), ADD(em.ignored);
     ADD(rec.kept), ADD(rec.recovered), ADD(rec.recovered_remote), ADD(rec.exported), ADD(rec.packets_replayed);
     ADD(rec.sessions_evicted), ADD(rec.log_entries), ADD(rec.log_bytes), ADD(rec.sessions), ADD(rec.session_bytes);
@@ -435,6 +439,14 @@ static void render(const metrics_t *mx, const metrics_snap_t *t, rt_buf_t *b)
         reason_label(b, "realtimed_emitter_messages_total", "kind", "request", t->em.requests);
         reason_label(b, "realtimed_emitter_messages_total", "kind", "invalid", t->em.invalid);
         reason_label(b, "realtimed_emitter_messages_total", "kind", "ignored", t->em.ignored);
+    }
+    if (t->has_events_hook) {
+        head(b, "realtimed_events_webhook_total", "counter",
+             "Client events for the events webhook: posted, delivered (2xx), failed, overflow (not sent).");
+        reason_label(b, "realtimed_events_webhook_total", "result", "posted", t->evh.posted);
+        reason_label(b, "realtimed_events_webhook_total", "result", "delivered", t->evh.delivered);
+        reason_label(b, "realtimed_events_webhook_total", "result", "failed", t->evh.failed);
+        reason_label(b, "realtimed_events_webhook_total", "result", "overflow", t->evh.overflow);
     }
     if (t->has_recovery) {
         one(b, "realtimed_recovery_kept_total", "counter",

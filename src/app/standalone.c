@@ -28,6 +28,7 @@ typedef struct {
     char *webhook_url;
     char *secret_header;   /* "X-Realtimed-Secret: ..." */
     broker_t *broker;      /* --redis-queue given: the emitter protocol */
+    events_hook_t *events; /* --events-webhook */
     uint64_t admitted, refused;
 } standalone_t;
 
@@ -50,6 +51,7 @@ typedef struct { /* per admitted socket */
     uint64_t expiry_in; /* ms from the connect to exp + leeway, or 0 */
     sio_socket_t *s;
     char *rooms; /* the token's rooms claim (raw JSON array), or NULL */
+    ev_socket_t *evq; /* its events on their way to the events webhook */
     char user[];
 } st_sock_t;
 
@@ -163,6 +165,19 @@ int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen)
         jwt_keys_t *ks = load_keys(cfg, err, errlen);
         if (!ks) return -1;
         jwt_keys_free(ks);
+    }
+    if (cfg->events_webhook) {
+        if (strncmp(cfg->events_webhook, "http://", 7) && strncmp(cfg->events_webhook, "https://", 8)) {
+            snprintf(err, errlen, "events_webhook must be an http(s):// URL");
+            return -1;
+        }
+        if (!cfg->webhook_secret_file) {
+            snprintf(err, errlen, "events_webhook needs --webhook-secret-file FILE (sent as X-Realtimed-Secret)");
+            return -1;
+        }
+        char *h = secret_header(cfg->webhook_secret_file, err, errlen);
+        if (!h) return -1;
+        free(h);
     }
     if (cfg->api_key_file) {
         uint8_t(*keys)[32] = NULL;
@@ -406,11 +421,21 @@ static void on_connect(sio_socket_t *s, rt_slice_t auth, void *ud)
     if (ss->expiry_in) net_timer_start(st->app->loop, &ss->expiry, ss->expiry_in);
 }
 
+static void on_event(sio_socket_t *s, const sio_event_t *ev, void *ud)
+{
+    standalone_t *st = ud;
+    st_sock_t *ss = sio_socket_data(s);
+    if (!ss || !st->events) return;
+    events_hook_event(st->events, &ss->evq, s, ss->user, ev);
+}
+
 static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
 {
-    RT_UNUSED(reason), RT_UNUSED(ud);
+    standalone_t *st = ud;
+    RT_UNUSED(reason);
     st_sock_t *ss = sio_socket_data(s);
     if (!ss) return;
+    if (st->events) events_hook_socket_gone(st->events, &ss->evq);
     sio_socket_set_data(s, NULL);
     net_timer_stop(&ss->expiry);
     free(ss->rooms);
@@ -434,9 +459,9 @@ static int register_nsp(const char *item, size_t n, void *arg)
 {
     standalone_t *st = arg;
     static const sio_nsp_handler_t jwt_h = {.on_connect_request = on_connect_request, .on_connect = on_connect,
-                                            .on_disconnect = on_disconnect};
+                                            .on_event = on_event, .on_disconnect = on_disconnect};
     static const sio_nsp_handler_t hook_h = {.on_connect_request = webhook_request, .on_connect = on_connect,
-                                             .on_disconnect = on_disconnect};
+                                             .on_event = on_event, .on_disconnect = on_disconnect};
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)n, item);
     sio_server_of(st->app->sio, name, st->fetch ? &hook_h : &jwt_h, st);
@@ -474,13 +499,12 @@ int standalone_start(app_t *app)
     char err[512];
     standalone_t *st = rt_calloc(1, sizeof *st);
     st->app = app;
+    if (cfg->webhook_secret_file && !(st->secret_header = secret_header(cfg->webhook_secret_file, err, sizeof err))) {
+        fprintf(stderr, "realtimed: %s\n", err);
+        free(st);
+        return EX_CONFIG;
+    }
     if (!strcmp(cfg->auth_mode, "webhook")) {
-        st->secret_header = secret_header(cfg->webhook_secret_file, err, sizeof err);
-        if (!st->secret_header) {
-            fprintf(stderr, "realtimed: %s\n", err);
-            free(st);
-            return EX_CONFIG;
-        }
         st->webhook_url = rt_strndup(cfg->auth_webhook, strlen(cfg->auth_webhook));
         st->fetch = fetch_client_new(app->loop, (unsigned)cfg->auth_timeout);
     } else if (!(st->keys = load_keys(cfg, err, sizeof err))) {
@@ -500,6 +524,10 @@ int standalone_start(app_t *app)
     sio_server_set_client_handler(app->sio, &ch, st);
     each_item(cfg->namespaces, register_nsp, st);
     app->standalone = st;
+    if (cfg->events_webhook)
+        st->events = events_hook_new(app->loop, cfg->events_webhook, st->secret_header, (unsigned)cfg->auth_timeout,
+                                     (unsigned)cfg->webhook_concurrency);
+    app->events_hook = st->events;
     if (cfg->redis_set && cfg->emitter_key && *cfg->emitter_key) {
         static const broker_handler_t bh = {nothing, NULL};
         st->broker = broker_redis_new(app->loop, cfg->redis_queue, NULL, 0, &bh, st, err, sizeof err);
@@ -542,6 +570,7 @@ void standalone_release(app_t *app)
     if (st) {
         app_api_free(st->api);
         fetch_client_free(st->fetch); /* after the sessions: they cancelled their calls */
+        events_hook_free(st->events);
         free(st->webhook_url);
         free(st->secret_header);
     }

@@ -271,6 +271,9 @@ test('--check-config: no key, an unreadable or bad key, a bad namespace, an empt
   assert.match(hook('--auth-webhook', 'ftp://x/').stderr, /needs --auth-webhook/);
   assert.match(hook('--auth-webhook', 'http://x/').stderr, /needs --webhook-secret-file/);
   assert.match(hook('--auth-webhook', 'http://x/', '--webhook-secret-file', write('two.secret', 'a\nb\n')).stderr, /more than one line/);
+  assert.match(run('--jwt-key', KEYS.hs, '--events-webhook', 'http://x/').stderr, /needs --webhook-secret-file/);
+  assert.match(run('--jwt-key', KEYS.hs, '--events-webhook', 'x', '--webhook-secret-file', SECRET_FILE).stderr,
+    /must be an http/);
   for (const [args, re] of cases) {
     const r = run(...args);
     assert.notEqual(r.status, 0, args.join(' '));
@@ -459,4 +462,59 @@ test('the socket.io Redis emitter protocol: @socket.io/redis-emitter from npm, u
   const m = await (await fetch(`${url}/metrics`)).text();
   assert.match(m, /realtimed_emitter_messages_total\{kind="invalid"\} 2\n/);
   assert.match(m, /realtimed_emitter_messages_total\{kind="ignored"\} 1\n/);
+});
+
+test('events webhook: in order per socket, acks from the backend, bounded concurrency and queues, errors', async () => {
+  let active = 0, peak = 0;
+  const be = await backend((call, res) => {
+    active++;
+    peak = Math.max(peak, active);
+    const { event, args } = call.body;
+    const delay = event === 'slow' ? 40 : 5;
+    setTimeout(() => {
+      active--;
+      if (event === 'fail') { res.writeHead(500); res.end(); return; }
+      if (event === 'noack') { res.writeHead(204); res.end(); return; }
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ ack: [{ echo: args, user: call.body.user, sid: call.body.sid }] }));
+    }, delay);
+  });
+  const { url } = await server(['--events-webhook', be.url, '--webhook-secret-file', SECRET_FILE, '--webhook-concurrency', '2']);
+  const s = await connected(client(url, { transports: ['websocket'], auth: { token: mint({ sub: 'eve' }) } }));
+  const r = await s.emitWithAck('hello', 1, { two: 2 });
+  assert.deepEqual(r, { echo: [1, { two: 2 }], user: 'eve', sid: s.id });
+  assert.equal(be.calls.at(-1).headers['x-realtimed-secret'], 's3cret');
+  assert.equal(be.calls.at(-1).body.namespace, '/');
+  // one socket's events reach the backend in the order sent
+  const before = be.calls.length;
+  const acks = await Promise.all([...Array(10).keys()].map((i) => s.emitWithAck('seq', i)));
+  assert.deepEqual(acks.map((a) => a.echo[0]), [...Array(10).keys()]);
+  assert.deepEqual(be.calls.slice(before).map((c) => c.body.args[0]), [...Array(10).keys()]);
+  // no ack asked: posted anyway; 2xx without a body: an empty ack
+  s.emit('fire', 'and forget');
+  assert.deepEqual(await s.emitWithAck('noack'), undefined);
+  assert.ok(be.calls.some((c) => c.body.event === 'fire'));
+  // failures come back as the ack's error
+  assert.deepEqual(await s.emitWithAck('fail'), { error: 'events webhook answered HTTP 500' });
+  // binary arguments: placeholders, and the bytes in base64
+  await s.emitWithAck('bin', Buffer.from([9, 8, 7]));
+  const bin = be.calls.findLast((c) => c.body.event === 'bin').body;
+  assert.deepEqual(bin.args, [{ _placeholder: true, num: 0 }]);
+  assert.deepEqual(bin.attachments, [Buffer.from([9, 8, 7]).toString('base64')]);
+  // at most 2 calls in flight for 6 sockets
+  peak = 0;
+  const many = await Promise.all([...Array(6).keys()].map((i) =>
+    connected(client(url, { transports: ['websocket'], auth: { token: mint({ sub: `m${i}` }) } }))));
+  await Promise.all(many.map((m) => m.emitWithAck('slow')));
+  assert.ok(peak <= 2, `peak ${peak} calls in flight`);
+  // a socket that sends faster than the backend answers: beyond 64 waiting, refused at once
+  const flood = await Promise.all([...Array(80).keys()].map(() => s.emitWithAck('slow')));
+  const refused = flood.filter((a) => a && a.error === 'too many events waiting').length;
+  assert.ok(refused >= 10 && refused <= 16, `${refused} refused`);
+  const m = await (await fetch(`${url}/metrics`)).text();
+  assert.match(m, new RegExp(`realtimed_events_webhook_total\\{result="overflow"\\} ${refused}\\n`));
+  // the backend down
+  const down = await server(['--events-webhook', `http://127.0.0.1:${await freePort()}/x`, '--webhook-secret-file', SECRET_FILE]);
+  const d = await connected(client(down.url, { auth: { token: mint({ sub: 'x' }) } }));
+  assert.deepEqual(await d.emitWithAck('e'), { error: 'events webhook unavailable' });
 });
