@@ -10,6 +10,7 @@
  * or "X-API-Key: <k>"; compared as SHA-256 digests in constant time, every
  * key every time. No key file: the API does not exist (404). */
 #include "app.h"
+#include "broker/broker.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -22,6 +23,8 @@
 struct app_api {
     app_t *app;
     sio_server_t *sio;
+    broker_t *broker;     /* cluster-wide: actions go through Redis to every node, this one too */
+    char channel[64];
     api_user_fn user_of;
     void *ud;
     uint8_t (*keys)[SHA256_DIGEST_LENGTH];
@@ -168,7 +171,28 @@ static void api_publish(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slic
             rt_buf_append_slice(&body, inner);
         }
     }
-    if (nsp) sio_broadcast_except(nsp, rooms, (size_t)nr, except, (size_t)nx, rt_slice(body.data, body.len));
+    if (api->broker) { /* every node: {"op":"p","nsp","rooms","except","b":[body]} */
+        rt_buf_t a = {0};
+        rt_buf_append_cstr(&a, "{\"op\":\"p\",\"nsp\":");
+        rt_buf_append_json_string(&a, sio_nsp_name(nsp));
+        rt_buf_append_cstr(&a, ",\"rooms\":[");
+        for (int i = 0; i < nr; i++) {
+            if (i) rt_buf_putc(&a, ',');
+            rt_buf_append_json_string(&a, rooms[i]);
+        }
+        rt_buf_append_cstr(&a, "],\"except\":[");
+        for (int i = 0; i < nx; i++) {
+            if (i) rt_buf_putc(&a, ',');
+            rt_buf_append_json_string(&a, except[i]);
+        }
+        rt_buf_append_cstr(&a, "],\"b\":[");
+        rt_buf_append(&a, body.data, body.len);
+        rt_buf_append_cstr(&a, "]}");
+        broker_publish(api->broker, api->channel, rt_slice(a.data, a.len));
+        rt_buf_free(&a);
+    } else if (nsp) {
+        sio_broadcast_except(nsp, rooms, (size_t)nr, except, (size_t)nx, rt_slice(body.data, body.len));
+    }
     reply(hc, 200, "{\"ok\":true}");
 out:
     rt_buf_free(&ev);
@@ -193,6 +217,54 @@ static void collect(sio_socket_t *s, void *arg)
     sv->v[sv->n++] = s;
 }
 
+/* join, leave, disconnect the members of room key here; returns how many. */
+static size_t apply_sockets(sio_nsp_t *nsp, rt_slice_t key, rt_slice_t room, char op)
+{
+    sockv_t sv = {0};
+    sio_room_each(nsp, key, collect, &sv);
+    size_t done = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        sio_socket_t *s = sv.v[i];
+        if (sio_socket_connected(s)) {
+            if (op == 'j') done += sio_join(s, room) == RT_OK;
+            else if (op == 'l') sio_leave(s, room), done++;
+            else sio_socket_disconnect(s), done++;
+        }
+        sio_socket_unref(s);
+    }
+    free(sv.v);
+    return done;
+}
+
+/* An action another node (or this one) published: applied to the sockets here. */
+static void on_action(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    app_api_t *api = ud;
+    RT_UNUSED(channel);
+    rt_json_type_t t;
+    rt_slice_t op, v;
+    rt_buf_t ns = {0}, a = {0}, b = {0};
+    bool bad = false;
+    if (!rt_json_valid(payload, &t) || t != RT_JSON_OBJECT || !rt_json_object_get(payload, "op", &op) ||
+        !member_str(payload, "nsp", &ns, &bad))
+        goto out;
+    sio_nsp_t *nsp = sio_server_find(api->sio, rt_slice(ns.data ? ns.data : "", ns.len));
+    if (!nsp) goto out;
+    if (rt_slice_eq_cstr(op, "\"p\"")) {
+        rt_slice_t rooms[API_MAX_ROOMS], except[API_MAX_ROOMS];
+        int nr = room_list(payload, "rooms", NULL, &a, rooms), nx = room_list(payload, "except", NULL, &b, except);
+        if (nr >= 0 && nx >= 0 && rt_json_object_get(payload, "b", &v) && rt_json_peek(v) == RT_JSON_ARRAY && v.n > 2)
+            sio_broadcast_except(nsp, rooms, (size_t)nr, except, (size_t)nx, rt_json_trim(rt_slice(v.p + 1, v.n - 2)));
+    } else if (op.n == 3 && strchr("jld", op.p[1])) {
+        if (member_str(payload, "key", &a, &bad) && member_str(payload, "room", &b, &bad))
+            apply_sockets(nsp, rt_slice(a.data ? a.data : "", a.len), rt_slice(b.data ? b.data : "", b.len), op.p[1]);
+    }
+out:
+    rt_buf_free(&ns);
+    rt_buf_free(&a);
+    rt_buf_free(&b);
+}
+
 /* join, leave, disconnect: the sockets of a user (room user:<u>) or one sid. */
 static void api_sockets(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slice_t obj, char op)
 {
@@ -201,7 +273,7 @@ static void api_sockets(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slic
     bool bad = false;
     bool has_user = member_str(obj, "user", &user, &bad), has_sid = member_str(obj, "sid", &sid, &bad);
     bool has_room = member_str(obj, "room", &room, &bad);
-    sockv_t sv = {0};
+    sockv_t sv = {0}; /* unused here; freed below */
     if (bad) {
         error(hc, 400, "'user', 'sid' and 'room' must be strings");
         goto out;
@@ -216,20 +288,23 @@ static void api_sockets(app_api_t *api, http_conn_t *hc, sio_nsp_t *nsp, rt_slic
     }
     if (has_user) rt_buf_append_cstr(&key, "user:"), rt_buf_append(&key, user.data, user.len);
     else rt_buf_append(&key, sid.data, sid.len);
-    if (nsp) sio_room_each(nsp, rt_slice(key.data ? key.data : "", key.len), collect, &sv);
-    size_t done = 0;
-    for (size_t i = 0; i < sv.n; i++) {
-        sio_socket_t *s = sv.v[i];
-        if (sio_socket_connected(s)) {
-            rt_slice_t r = rt_slice(room.data ? room.data : "", room.len);
-            if (op == 'j') done += sio_join(s, r) == RT_OK;
-            else if (op == 'l') sio_leave(s, r), done++;
-            else sio_socket_disconnect(s), done++;
-        }
-        sio_socket_unref(s);
+    rt_slice_t k = rt_slice(key.data ? key.data : "", key.len), r = rt_slice(room.data ? room.data : "", room.len);
+    if (api->broker) { /* every node: {"op","nsp","key","room"}; the count is each node's */
+        rt_buf_t a = {0};
+        rt_buf_printf(&a, "{\"op\":\"%c\",\"nsp\":", op);
+        rt_buf_append_json_string(&a, sio_nsp_name(nsp));
+        rt_buf_append_cstr(&a, ",\"key\":");
+        rt_buf_append_json_string(&a, k);
+        rt_buf_append_cstr(&a, ",\"room\":");
+        rt_buf_append_json_string(&a, r);
+        rt_buf_putc(&a, '}');
+        broker_publish(api->broker, api->channel, rt_slice(a.data, a.len));
+        rt_buf_free(&a);
+        reply(hc, 200, "{\"ok\":true}");
+        goto out;
     }
     char out[64];
-    snprintf(out, sizeof out, "{\"ok\":true,\"sockets\":%zu}", done);
+    snprintf(out, sizeof out, "{\"ok\":true,\"sockets\":%zu}", apply_sockets(nsp, k, r, op));
     reply(hc, 200, out);
 out:
     free(sv.v);
@@ -354,12 +429,16 @@ static void api_handler(http_conn_t *hc, const http_request_t *req, rt_slice_t b
         error(hc, 400, "unknown namespace");
         return;
     }
+    if (api->broker && !broker_command_ready(api->broker)) {
+        error(hc, 503, "Redis unavailable: the call cannot reach every node");
+        return;
+    }
     if (op == 'p') api_publish(api, hc, nsp, body);
     else api_sockets(api, hc, nsp, body, op);
 }
 
 app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,
-                       char *err, size_t errlen)
+                       broker_t *broker, char *err, size_t errlen)
 {
     app_api_t *api = rt_calloc(1, sizeof *api);
     if (app_api_load_keys(key_file, &api->keys, &api->nkeys, err, errlen) < 0) {
@@ -370,13 +449,25 @@ app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, ap
     api->sio = app->sio;
     api->user_of = user_of;
     api->ud = ud;
-    http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);
+    if (http) http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);
+    if (broker) {
+        api->broker = broker;
+        int db = broker_db(broker);
+        snprintf(api->channel, sizeof api->channel, db ? "realtimed:api:%d" : "realtimed:api", db);
+        broker_subscribe(broker, api->channel, on_action, api);
+    }
     return api;
+}
+
+void app_api_route(app_api_t *api, http_server_t *http)
+{
+    http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);
 }
 
 void app_api_free(app_api_t *api)
 {
     if (!api) return;
+    if (api->broker) broker_unsubscribe(api->broker, api->channel);
     OPENSSL_cleanse(api->keys, api->nkeys * sizeof *api->keys);
     free(api->keys);
     free(api);

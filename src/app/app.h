@@ -58,6 +58,7 @@ typedef struct {
     char *jwt_audience, *jwt_issuer;
     bool jwt_query;
     char *api_key_file;   /* the HTTP API's keys, or NULL (no API) */
+    char *api_listen;     /* [host:]port of the API's own listener, or NULL (main listener) */
     char *auth_webhook;   /* auth_mode webhook: the URL */
     char *emitter_key;    /* the Redis emitter protocol's key, "" off */
     char *events_webhook; /* client events are POSTed here, or NULL */
@@ -155,8 +156,11 @@ int conformance_start(app_t *app);
 /* ---- the HTTP API of the standalone mode (api.c) ---- */
 typedef struct app_api app_api_t;
 typedef const char *(*api_user_fn)(sio_socket_t *s, void *ud); /* the user a socket is, or NULL */
+struct broker;
+/* http NULL: not routed yet (app_api_route); broker: calls act on every node through Redis */
 app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,
-                       char *err, size_t errlen);
+                       struct broker *broker, char *err, size_t errlen);
+void app_api_route(app_api_t *api, http_server_t *http);
 void app_api_free(app_api_t *api);
 int app_api_load_keys(const char *path, uint8_t (**out)[32], size_t *n, char *err, size_t errlen);
 /* ---- the events webhook of the standalone modes (events_hook.c) ---- */

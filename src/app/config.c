@@ -110,6 +110,8 @@ static const opt_t opts[] = {
      "act on what @socket.io/redis-emitter (and its ports) publish with this key (socket.io's "
      "`key`) on the Redis of redis_queue; empty: off. The standalone modes use Redis only "
      "when --redis-queue is given"},
+    {"api_listen", NULL, "REALTIMED_API_LISTEN", T_STR, O(api_listen), NULL, 0, 0, 0,
+     "serve the HTTP API on this [host:]port only (not on the main listener): keep it private"},
     {"api_key_file", NULL, "REALTIMED_API_KEY_FILE", T_STR, O(api_key_file), NULL, 0, 0, 0,
      "standalone modes: the HTTP API's keys, one per line (all valid: rotation); without it "
      "/api/ answers 404"},

@@ -29,6 +29,8 @@ typedef struct {
     char *secret_header;   /* "X-Realtimed-Secret: ..." */
     broker_t *broker;      /* --redis-queue given: the emitter protocol */
     events_hook_t *events; /* --events-webhook */
+    http_server_t *api_http; /* --api-listen */
+    net_listener_t *api_listener;
     uint64_t admitted, refused;
 } standalone_t;
 
@@ -528,20 +530,43 @@ int standalone_start(app_t *app)
         st->events = events_hook_new(app->loop, cfg->events_webhook, st->secret_header, (unsigned)cfg->auth_timeout,
                                      (unsigned)cfg->webhook_concurrency);
     app->events_hook = st->events;
-    if (cfg->redis_set && cfg->emitter_key && *cfg->emitter_key) {
+    if (cfg->redis_set) {
         static const broker_handler_t bh = {nothing, NULL};
         st->broker = broker_redis_new(app->loop, cfg->redis_queue, NULL, 0, &bh, st, err, sizeof err);
         if (!st->broker) {
             fprintf(stderr, "realtimed: invalid value for redis_queue: %s\n", err);
             return EX_CONFIG;
         }
-        app->emitter = emitter_new(st->broker, app->sio, cfg->emitter_key, (size_t)cfg->max_payload);
+        if (cfg->emitter_key && *cfg->emitter_key)
+            app->emitter = emitter_new(st->broker, app->sio, cfg->emitter_key, (size_t)cfg->max_payload);
     }
     if (cfg->api_key_file) {
-        st->api = app_api_new(app, app->http, cfg->api_key_file, socket_user, st, err, sizeof err);
+        bool own = cfg->api_listen && *cfg->api_listen;
+        st->api = app_api_new(app, own ? NULL : app->http, cfg->api_key_file, socket_user, st, st->broker, err,
+                              sizeof err);
         if (!st->api) {
             fprintf(stderr, "realtimed: %s\n", err);
             return EX_CONFIG;
+        }
+        if (own && app->worker <= 0) { /* --api-listen: a listener of its own (worker 0 with --workers) */
+            char host[256] = "";
+            int port;
+            if (app_parse_hostport(cfg->api_listen, host, sizeof host, &port) < 0) {
+                fprintf(stderr, "realtimed: invalid value for api_listen: '%s' (expected [host:]port)\n", cfg->api_listen);
+                return EX_CONFIG;
+            }
+            http_options_t ho;
+            http_options_default(&ho);
+            ho.max_body = (size_t)cfg->max_payload;
+            st->api_http = http_server_new(app->loop, &ho);
+            app_api_route(st->api, st->api_http);
+            st->api_listener = net_listen_tcp(app->loop, host[0] ? host : NULL, port, http_server_accept, st->api_http,
+                                              err, sizeof err);
+            if (!st->api_listener) {
+                fprintf(stderr, "realtimed: api_listen: %s\n", err);
+                return EX_UNAVAILABLE;
+            }
+            rt_notice("app", "HTTP API on %s:%d", host[0] ? host : "0.0.0.0", net_listener_port(st->api_listener));
         }
     }
     if (st->fetch) rt_notice("app", "standalone mode: webhook authentication (%s), namespaces %s", st->webhook_url,
@@ -560,8 +585,9 @@ void standalone_stop(app_t *app)
     st->keys = NULL;
     emitter_free(app->emitter);
     app->emitter = NULL;
-    broker_free(st->broker);
-    st->broker = NULL;
+    if (st->api_listener) net_listener_close(st->api_listener);
+    st->api_listener = NULL;
+    if (st->api_http) http_server_drain(st->api_http);
 }
 
 void standalone_release(app_t *app)
@@ -569,6 +595,8 @@ void standalone_release(app_t *app)
     standalone_t *st = app->standalone;
     if (st) {
         app_api_free(st->api);
+        broker_free(st->broker); /* after the API, which unsubscribes from it */
+        if (st->api_http) http_server_free(st->api_http);
         fetch_client_free(st->fetch); /* after the sessions: they cancelled their calls */
         events_hook_free(st->events);
         free(st->webhook_url);

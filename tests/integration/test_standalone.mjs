@@ -518,3 +518,37 @@ test('events webhook: in order per socket, acks from the backend, bounded concur
   const d = await connected(client(down.url, { auth: { token: mint({ sub: 'x' }) } }));
   assert.deepEqual(await d.emitWithAck('e'), { error: 'events webhook unavailable' });
 });
+
+test('--api-listen: the API on its own port only; with Redis, API calls reach every node', async () => {
+  const { startRedis } = await import('../lib/procs.mjs');
+  const redis = await startRedis();
+  stops.push(() => redis.stop());
+  const apiPort = await freePort();
+  const n1 = await server(['--redis-queue', redis.url, '--api-listen', `127.0.0.1:${apiPort}`]);
+  const n2 = await server(['--redis-queue', redis.url]);
+  await waitFor(async () => (await redis.command('PUBSUB', 'NUMSUB', 'realtimed:api'))[1] === 2, T);
+  // the main listener of n1 has no API now
+  assert.equal((await n1.api('POST', '/api/publish', { event: 'e' })).status, 404);
+  const api = async (method, p, body) => {
+    const res = await fetch(`http://127.0.0.1:${apiPort}${p}`, { method, headers: { 'X-API-Key': 'new-key-2' },
+      body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, json: await res.json() };
+  };
+  // a client of node 2, driven through node 1's API
+  const s = await connected(client(n2.url, { auth: { token: mint({ sub: 'far' }) } }));
+  const got = collect(s, 'e');
+  assert.deepEqual(await api('POST', '/api/publish', { room: 'user:far', event: 'e', data: 1 }), { status: 200, json: { ok: true } });
+  await waitFor(() => got.length === 1, T);
+  assert.deepEqual((await api('POST', '/api/join', { user: 'far', room: 'club' })).json, { ok: true });
+  await waitFor(async () => (await n2.api('GET', '/api/room?room=club')).json.sockets === 1, T);
+  await api('POST', '/api/publish', { rooms: ['club'], event: 'e', data: 2 });
+  await waitFor(() => got.length === 2, T);
+  const gone = new Promise((r) => s.once('disconnect', r));
+  await api('POST', '/api/disconnect', { sid: s.id });
+  assert.equal(await gone, 'io server disconnect');
+  // Redis away: a clear 503, not a call that silently reaches one node
+  await redis.stop();
+  await waitFor(async () => (await api('POST', '/api/publish', { event: 'e' })).status === 503, T);
+  assert.deepEqual((await api('POST', '/api/publish', { event: 'e' })).json,
+    { error: 'Redis unavailable: the call cannot reach every node' });
+});
