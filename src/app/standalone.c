@@ -9,6 +9,7 @@
 #include "app.h"
 #include "auth/jwt.h"
 #include "broker/broker.h"
+#include "cluster/cluster.h"
 #include "emitter/emitter.h"
 #include "frappe/fetch.h"
 
@@ -539,6 +540,10 @@ int standalone_start(app_t *app)
         }
         if (cfg->emitter_key && *cfg->emitter_key)
             app->emitter = emitter_new(st->broker, app->sio, cfg->emitter_key, (size_t)cfg->max_payload);
+        /* a node of the cluster: heartbeats, and recovery of sessions kept by other nodes */
+        static const cluster_handler_t none = {0};
+        app->cluster = cluster_new(app->loop, st->broker, &none, app);
+        app->recovery = cluster_recovery_new(app->cluster, app->sio);
     }
     if (cfg->api_key_file) {
         bool own = cfg->api_listen && *cfg->api_listen;
@@ -585,6 +590,10 @@ void standalone_stop(app_t *app)
     st->keys = NULL;
     emitter_free(app->emitter);
     app->emitter = NULL;
+    cluster_recovery_free(app->recovery);
+    app->recovery = NULL;
+    cluster_free(app->cluster);
+    app->cluster = NULL;
     if (st->api_listener) net_listener_close(st->api_listener);
     st->api_listener = NULL;
     if (st->api_http) http_server_drain(st->api_http);

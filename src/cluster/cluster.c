@@ -264,7 +264,7 @@ static void on_presence(rt_slice_t channel, rt_slice_t payload, void *ud)
         }
         p = z ? z + 1 : end;
     }
-    c->h.on_viewers(f[0], f[1], f[2], f[3], users, n, c->ud);
+    if (c->h.on_viewers) c->h.on_viewers(f[0], f[1], f[2], f[3], users, n, c->ud);
     if (users != stack) free(users);
 }
 

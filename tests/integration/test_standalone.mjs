@@ -552,3 +552,52 @@ test('--api-listen: the API on its own port only; with Redis, API calls reach ev
   assert.deepEqual((await api('POST', '/api/publish', { event: 'e' })).json,
     { error: 'Redis unavailable: the call cannot reach every node' });
 });
+
+test('recovery across two standalone nodes sharing Redis: missed API publishes, same id, recovered', async () => {
+  const net = await import('node:net');
+  const { startRedis } = await import('../lib/procs.mjs');
+  const redis = await startRedis();
+  stops.push(() => redis.stop());
+  const args = ['--redis-queue', redis.url, '--recovery-window', '5000'];
+  const n1 = await server(args);
+  const n2 = await server(args);
+  await waitFor(async () => (await redis.command('PUBSUB', 'NUMSUB', 'realtimed:recover'))[1] === 2, T);
+  // a proxy whose connections can be cut, and pointed elsewhere
+  const live = new Set();
+  const px = { target: n1.port, blocked: false };
+  const proxy = net.createServer((c) => {
+    if (px.blocked) { c.destroy(); return; }
+    const u = net.connect(px.target, '127.0.0.1');
+    live.add(c); live.add(u);
+    c.pipe(u); u.pipe(c);
+    const end = () => { c.destroy(); u.destroy(); };
+    for (const x of [c, u]) { x.on('error', end); x.on('close', end); }
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  stops.push(async () => { for (const x of live) x.destroy(); proxy.close(); });
+  const s = client(`http://127.0.0.1:${proxy.address().port}`, {
+    transports: ['websocket'], reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100,
+    auth: (cb) => cb({ token: mint({ sub: 'roamer', rooms: ['live'] }) }),
+  });
+  const got = [];
+  s.on('e', (n) => got.push(n));
+  await connected(s);
+  await n1.api('POST', '/api/publish', { room: 'live', event: 'e', data: 1 });
+  await waitFor(() => got.length === 1, T);
+  const id = s.id;
+  px.blocked = true;
+  const gone = new Promise((r) => s.once('disconnect', r));
+  for (const x of live) x.destroy();
+  await gone;
+  await sleep(100);
+  for (const n of [2, 3, 4]) await n2.api('POST', '/api/publish', { room: 'live', event: 'e', data: n });
+  px.target = n2.port;
+  px.blocked = false;
+  await new Promise((r) => s.once('connect', r));
+  assert.equal(s.recovered, true);
+  assert.equal(s.id, id);
+  await n1.api('POST', '/api/publish', { room: 'live', event: 'e', data: 5 });
+  await waitFor(() => got.length >= 5, T);
+  await sleep(150);
+  assert.deepEqual(got, [1, 2, 3, 4, 5]);
+});
