@@ -70,6 +70,7 @@ static struct {
     const char *host;
     int port;
     const char *site;
+    const char *auth;  /* --auth-json: the CONNECT payload (standalone tokens), or NULL */
     int redis_port;
     int server_pid;
     bool server_tree; /* --server-tree: count the pid's descendants too */
@@ -370,7 +371,7 @@ static void send_packet(client_t *c, const char *p, size_t n)
 
 static void send_sio(client_t *c, const char *fmt, const char *arg)
 {
-    char p[512];
+    char p[4096]; /* an RS256 token is ~500 bytes */
     int n = snprintf(p, sizeof p, "4%s%.*s", fmt, (int)W.nsp_len, W.nsp_prefix);
     if (arg) n += snprintf(p + n, sizeof p - (size_t)n, "%s", arg);
     send_packet(c, p, (size_t)n);
@@ -440,7 +441,7 @@ static void on_packet(client_t *c, const char *p, size_t n)
     case '0': /* open (WebSocket) */
         if (c->state == S_EIO) {
             c->state = S_NSP;
-            send_sio(c, "0", NULL);
+            send_sio(c, "0", cfg.auth);
         }
         return;
     case '2': /* ping */
@@ -563,7 +564,7 @@ static void poll_on_get_body(client_t *c, const char *p, size_t n)
             client_kill(c, true);
             return;
         }
-        send_sio(c, "0", NULL); /* queued until the POST connection is up */
+        send_sio(c, "0", cfg.auth); /* queued until the POST connection is up */
         poll_get(c);
         return;
     }
@@ -798,7 +799,9 @@ static void worker_main(int id, int cmd_fd)
     for (int i = 0; i < W.ncl; i++) W.cl[i].g = (uint32_t)(i * cfg.procs + id);
     W.win = cfg.window / cfg.procs;
     if (W.win < 1) W.win = 1;
-    W.nsp_len = (size_t)snprintf(W.nsp_prefix, sizeof W.nsp_prefix, "/%s,", cfg.site);
+    /* --site /: the root namespace (the standalone modes) */
+    if (!strcmp(cfg.site, "/")) W.nsp_len = 0, W.nsp_prefix[0] = 0;
+    else W.nsp_len = (size_t)snprintf(W.nsp_prefix, sizeof W.nsp_prefix, "/%s,", cfg.site);
     W.src.sin_family = AF_INET;
     char ip[32];
     snprintf(ip, sizeof ip, "127.0.0.%d", cfg.src + id);
@@ -1473,7 +1476,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen ws|storm|poll --port N --server-pid PID [--host 127.0.0.1] [--site S]\n"
             "       [--redis-port N] [--procs 3] [--src 2] [--clients N] [--window 256]\n"
-            "       [--scale 1.0] [--aux name:pid,...] [--batch-us 200] [--server-tree] [--idle-only]\n");
+            "       [--scale 1.0] [--aux name:pid,...] [--batch-us 200] [--server-tree] [--idle-only]\n"
+            "       [--auth-json '{\"token\":\"...\"}'] (--site /: the root namespace)\n");
     exit(2);
 }
 
@@ -1485,7 +1489,7 @@ int main(int argc, char **argv)
         {"port", 1, 0, 'p'},   {"host", 1, 0, 'H'},    {"site", 1, 0, 's'},   {"redis-port", 1, 0, 'r'},
         {"server-pid", 1, 0, 'P'}, {"procs", 1, 0, 'n'}, {"src", 1, 0, 'S'}, {"clients", 1, 0, 'c'},
         {"window", 1, 0, 'w'}, {"scale", 1, 0, 'x'},   {"aux", 1, 0, 'a'},    {"batch-us", 1, 0, 'b'}, {"server-tree", 0, 0, 'T'},
-        {"idle-only", 0, 0, 'I'}, {0, 0, 0, 0}};
+        {"idle-only", 0, 0, 'I'}, {"auth-json", 1, 0, 'A'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1493,6 +1497,7 @@ int main(int argc, char **argv)
         case 'p': cfg.port = atoi(optarg); break;
         case 'H': cfg.host = optarg; break;
         case 's': cfg.site = optarg; break;
+        case 'A': cfg.auth = optarg; break;
         case 'r': cfg.redis_port = atoi(optarg); break;
         case 'P': cfg.server_pid = atoi(optarg); break;
         case 'T': cfg.server_tree = true; break;

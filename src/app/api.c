@@ -12,6 +12,8 @@
 #include "app.h"
 #include "broker/broker.h"
 
+#include <hiredis/hiredis.h>
+
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -20,11 +22,16 @@
 
 #define API_MAX_ROOMS 64
 
+app_api_t *app_api_current; /* the process's API, for Redis replies that outlive a request */
+
 struct app_api {
     app_t *app;
     sio_server_t *sio;
     broker_t *broker;     /* cluster-wide: actions go through Redis to every node, this one too */
     char channel[64];
+    char reply_channel[64]; /* answers to this node's room queries */
+    uint64_t next_query;
+    rt_list_t queries;      /* room queries waiting for the nodes' answers */
     api_user_fn user_of;
     void *ud;
     uint8_t (*keys)[SHA256_DIGEST_LENGTH];
@@ -217,6 +224,98 @@ static void collect(sio_socket_t *s, void *arg)
     sv->v[sv->n++] = s;
 }
 
+typedef struct {
+    app_api_t *api;
+    size_t n;
+    rt_buf_t users;
+    rt_map_t seen;
+    rt_buf_t store; /* the users' names, for the map's keys */
+} room_arg_t;
+
+static void room_member(sio_socket_t *s, void *arg)
+{
+    room_arg_t *a = arg;
+    a->n++;
+    const char *u = a->api->user_of ? a->api->user_of(s, a->api->ud) : NULL;
+    if (!u || rt_map_get(&a->seen, rt_slice_cstr(u))) return;
+    rt_map_put(&a->seen, rt_slice_cstr(u), (void *)u); /* the socket's data holds the name while we run */
+    if (a->users.len > 1) rt_buf_putc(&a->users, ',');
+    rt_buf_append_json_string(&a->users, rt_slice_cstr(u));
+}
+
+/* {"sockets":N,"users":[...]} of a room here, appended to out. */
+static void room_json(app_api_t *api, sio_nsp_t *nsp, rt_slice_t room, rt_buf_t *out)
+{
+    room_arg_t a = {.api = api};
+    rt_map_init(&a.seen);
+    rt_buf_putc(&a.users, '[');
+    sio_room_each(nsp, room, room_member, &a);
+    rt_buf_putc(&a.users, ']');
+    rt_buf_printf(out, "{\"sockets\":%zu,\"users\":", a.n);
+    rt_buf_append(out, a.users.data, a.users.len);
+    rt_buf_putc(out, '}');
+    rt_buf_free(&a.users);
+    rt_map_free(&a.seen);
+}
+
+/* ---- GET /api/room across the cluster: ask every node, sum the answers ---- */
+#define QUERY_TIMEOUT_MS 1000
+typedef struct {
+    rt_list_t link;
+    app_api_t *api;
+    http_conn_t *hc; /* NULL once the client went */
+    uint64_t id;
+    long expect;     /* nodes subscribed (PUBSUB NUMSUB), -1 until known */
+    long answers;
+    size_t sockets;
+    rt_buf_t users;  /* JSON strings joined by commas */
+    rt_map_t seen;
+    rt_buf_t names;  /* the seen users' bytes (map keys) */
+    net_timer_t timer;
+    char *ask;       /* the message to publish once the count is known */
+    size_t ask_len;
+} query_t;
+
+static void query_free(query_t *q)
+{
+    rt_list_remove(&q->link);
+    net_timer_stop(&q->timer);
+    rt_slice_t k;
+    void *v;
+    for (uint32_t it = 0; rt_map_next(&q->seen, &it, &k, &v);) free(v); /* the keys' strings */
+    rt_map_free(&q->seen);
+    rt_buf_free(&q->users);
+    free(q->ask);
+    free(q);
+}
+
+static void query_answer(query_t *q)
+{
+    if (q->hc) {
+        rt_buf_t b = {0};
+        rt_buf_printf(&b, "{\"sockets\":%zu,\"users\":[", q->sockets);
+        rt_buf_append(&b, q->users.data, q->users.len);
+        rt_buf_printf(&b, "],\"nodes\":%ld}", q->answers);
+        http_conn_set_abort(q->hc, NULL, NULL);
+        http_respond(q->hc, 200, "application/json", b.data, b.len, NULL);
+        rt_buf_free(&b);
+    }
+    query_free(q);
+}
+
+static void query_timeout(net_loop_t *loop, net_timer_t *t)
+{
+    RT_UNUSED(loop);
+    query_answer(rt_container_of(t, query_t, timer)); /* the nodes that answered */
+}
+
+static void query_abort(http_conn_t *hc, void *ud)
+{
+    RT_UNUSED(hc);
+    query_t *q = ud;
+    q->hc = NULL;
+}
+
 /* join, leave, disconnect the members of room key here; returns how many. */
 static size_t apply_sockets(sio_nsp_t *nsp, rt_slice_t key, rt_slice_t room, char op)
 {
@@ -255,6 +354,20 @@ static void on_action(rt_slice_t channel, rt_slice_t payload, void *ud)
         int nr = room_list(payload, "rooms", NULL, &a, rooms), nx = room_list(payload, "except", NULL, &b, except);
         if (nr >= 0 && nx >= 0 && rt_json_object_get(payload, "b", &v) && rt_json_peek(v) == RT_JSON_ARRAY && v.n > 2)
             sio_broadcast_except(nsp, rooms, (size_t)nr, except, (size_t)nx, rt_json_trim(rt_slice(v.p + 1, v.n - 2)));
+    } else if (rt_slice_eq_cstr(op, "\"q\"")) { /* a room query: answer with ours */
+        rt_slice_t id;
+        if (rt_json_object_get(payload, "id", &id) && rt_json_peek(id) == RT_JSON_NUMBER && id.n < 21 &&
+            member_str(payload, "reply", &a, &bad) && member_str(payload, "key", &b, &bad) && a.len < 64) {
+            rt_buf_t r = {0};
+            rt_buf_append_cstr(&r, "{\"id\":");
+            rt_buf_append_slice(&r, id);
+            rt_buf_append_cstr(&r, ",\"room\":");
+            room_json(api, nsp, rt_slice(b.data ? b.data : "", b.len), &r);
+            rt_buf_putc(&r, '}');
+            rt_buf_putc(&a, 0);
+            broker_publish(api->broker, a.data, rt_slice(r.data, r.len));
+            rt_buf_free(&r);
+        }
     } else if (op.n == 3 && strchr("jld", op.p[1])) {
         if (member_str(payload, "key", &a, &bad) && member_str(payload, "room", &b, &bad))
             apply_sockets(nsp, rt_slice(a.data ? a.data : "", a.len), rt_slice(b.data ? b.data : "", b.len), op.p[1]);
@@ -263,6 +376,66 @@ out:
     rt_buf_free(&ns);
     rt_buf_free(&a);
     rt_buf_free(&b);
+}
+
+static query_t *query_find(app_api_t *api, uint64_t id)
+{
+    rt_list_t *it;
+    for (it = api->queries.next; it != &api->queries; it = it->next) {
+        query_t *q = rt_container_of(it, query_t, link);
+        if (q->id == id) return q;
+    }
+    return NULL;
+}
+
+static void on_numsub(struct redisReply *r, void *ud)
+{
+    uint64_t id = *(uint64_t *)ud;
+    free(ud);
+    /* the api may be gone: find it through the query list of the one api there is */
+    extern app_api_t *app_api_current;
+    app_api_t *api = app_api_current;
+    query_t *q = api ? query_find(api, id) : NULL;
+    if (!q) return;
+    q->expect = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER
+                    ? (long)r->element[1]->integer
+                    : -1;
+    broker_publish(api->broker, api->channel, rt_slice(q->ask, q->ask_len));
+}
+
+/* {"id", "room": {"sockets", "users"}} from a node */
+static void on_reply(rt_slice_t channel, rt_slice_t payload, void *ud)
+{
+    app_api_t *api = ud;
+    RT_UNUSED(channel);
+    rt_json_type_t t;
+    rt_slice_t id, room, n, users, u;
+    uint64_t qid;
+    if (!rt_json_valid(payload, &t) || t != RT_JSON_OBJECT || !rt_json_object_get(payload, "id", &id) ||
+        rt_slice_to_u64(id, &qid) < 0 || !rt_json_object_get(payload, "room", &room) ||
+        !rt_json_object_get(room, "sockets", &n) || !rt_json_object_get(room, "users", &users) ||
+        rt_json_peek(users) != RT_JSON_ARRAY)
+        return;
+    query_t *q = query_find(api, qid);
+    if (!q) return; /* too late */
+    uint64_t k;
+    if (rt_slice_to_u64(n, &k) == 0) q->sockets += (size_t)k;
+    rt_json_iter_t it;
+    rt_json_iter_init(&it, users);
+    while (rt_json_array_next(&it, &u)) {
+        if (rt_json_peek(u) != RT_JSON_STRING) continue;
+        /* distinct users across the nodes, in the order first seen */
+        char *key = rt_strndup(u.p, u.n);
+        if (rt_map_get(&q->seen, rt_slice(key, u.n))) {
+            free(key);
+            continue;
+        }
+        rt_map_put(&q->seen, rt_slice(key, u.n), key);
+        if (q->users.len) rt_buf_putc(&q->users, ',');
+        rt_buf_append_slice(&q->users, u);
+    }
+    q->answers++;
+    if (q->expect >= 0 && q->answers >= q->expect) query_answer(q);
 }
 
 /* join, leave, disconnect: the sockets of a user (room user:<u>) or one sid. */
@@ -314,31 +487,14 @@ out:
     rt_buf_free(&key);
 }
 
-typedef struct {
-    app_api_t *api;
-    size_t n;
-    rt_buf_t users;
-    rt_map_t seen;
-    rt_buf_t store; /* the users' names, for the map's keys */
-} room_arg_t;
-
-static void room_member(sio_socket_t *s, void *arg)
-{
-    room_arg_t *a = arg;
-    a->n++;
-    const char *u = a->api->user_of ? a->api->user_of(s, a->api->ud) : NULL;
-    if (!u || rt_map_get(&a->seen, rt_slice_cstr(u))) return;
-    rt_map_put(&a->seen, rt_slice_cstr(u), (void *)u); /* the socket's data holds the name while we run */
-    if (a->users.len > 1) rt_buf_putc(&a->users, ',');
-    rt_buf_append_json_string(&a->users, rt_slice_cstr(u));
-}
-
 static bool query_str(const http_request_t *req, const char *key, rt_buf_t *out)
 {
     rt_slice_t v;
     out->len = 0;
     return http_query_get(req->query, key, &v) && rt_url_decode(v, true, out) == RT_OK;
 }
+
+static void on_numsub(struct redisReply *r, void *ud);
 
 static void api_room(app_api_t *api, http_conn_t *hc, const http_request_t *req)
 {
@@ -353,19 +509,41 @@ static void api_room(app_api_t *api, http_conn_t *hc, const http_request_t *req)
         error(hc, 400, "unknown namespace");
         goto out;
     }
-    room_arg_t a = {.api = api};
-    rt_map_init(&a.seen);
-    rt_buf_putc(&a.users, '[');
-    sio_room_each(nsp, rt_slice(room.data ? room.data : "", room.len), room_member, &a);
-    rt_buf_putc(&a.users, ']');
+    if (api->broker) { /* every node answers on our reply channel */
+        query_t *q = rt_calloc(1, sizeof *q);
+        q->api = api;
+        q->hc = hc;
+        q->id = ++api->next_query;
+        q->expect = -1;
+        rt_map_init(&q->seen);
+        net_timer_init(&q->timer, query_timeout);
+        rt_list_insert_tail(&api->queries, &q->link);
+        rt_buf_t a = {0};
+        rt_buf_printf(&a, "{\"op\":\"q\",\"id\":%llu,\"reply\":", (unsigned long long)q->id);
+        rt_buf_append_json_string(&a, rt_slice_cstr(api->reply_channel));
+        rt_buf_append_cstr(&a, ",\"nsp\":");
+        rt_buf_append_json_string(&a, rt_slice(ns.data, ns.len));
+        rt_buf_append_cstr(&a, ",\"key\":");
+        rt_buf_append_json_string(&a, rt_slice(room.data ? room.data : "", room.len));
+        rt_buf_putc(&a, '}');
+        q->ask = a.data;
+        q->ask_len = a.len;
+        http_conn_set_abort(hc, query_abort, q);
+        net_timer_start(http_server_loop(http_conn_server(hc)), &q->timer, QUERY_TIMEOUT_MS);
+        /* how many nodes will answer, then the question */
+        const char *argv[] = {"PUBSUB", "NUMSUB", api->channel};
+        uint64_t *id = rt_malloc(sizeof *id);
+        *id = q->id;
+        if (!broker_command(api->broker, on_numsub, id, 3, argv, NULL)) {
+            free(id);
+            broker_publish(api->broker, api->channel, rt_slice(q->ask, q->ask_len));
+        }
+        goto out;
+    }
     rt_buf_t b = {0};
-    rt_buf_printf(&b, "{\"sockets\":%zu,\"users\":", a.n);
-    rt_buf_append(&b, a.users.data, a.users.len);
-    rt_buf_putc(&b, '}');
+    room_json(api, nsp, rt_slice(room.data ? room.data : "", room.len), &b);
     http_respond(hc, 200, "application/json", b.data, b.len, NULL);
     rt_buf_free(&b);
-    rt_buf_free(&a.users);
-    rt_map_free(&a.seen);
 out:
     rt_buf_free(&ns);
     rt_buf_free(&room);
@@ -450,12 +628,18 @@ app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, ap
     api->user_of = user_of;
     api->ud = ud;
     if (http) http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);
+    rt_list_init(&api->queries);
     if (broker) {
         api->broker = broker;
         int db = broker_db(broker);
         snprintf(api->channel, sizeof api->channel, db ? "realtimed:api:%d" : "realtimed:api", db);
         broker_subscribe(broker, api->channel, on_action, api);
+        char id[21];
+        rt_random_id(id);
+        snprintf(api->reply_channel, sizeof api->reply_channel, "realtimed:api-reply:%s", id);
+        broker_subscribe(broker, api->reply_channel, on_reply, api);
     }
+    app_api_current = api;
     return api;
 }
 
@@ -468,6 +652,13 @@ void app_api_free(app_api_t *api)
 {
     if (!api) return;
     if (api->broker) broker_unsubscribe(api->broker, api->channel);
+    if (api->broker) broker_unsubscribe(api->broker, api->reply_channel);
+    while (!rt_list_empty(&api->queries)) {
+        query_t *q = rt_container_of(api->queries.next, query_t, link);
+        if (q->hc) http_conn_set_abort(q->hc, NULL, NULL);
+        query_free(q);
+    }
+    if (app_api_current == api) app_api_current = NULL;
     OPENSSL_cleanse(api->keys, api->nkeys * sizeof *api->keys);
     free(api->keys);
     free(api);

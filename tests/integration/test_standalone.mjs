@@ -541,6 +541,12 @@ test('--api-listen: the API on its own port only; with Redis, API calls reach ev
   await waitFor(() => got.length === 1, T);
   assert.deepEqual((await api('POST', '/api/join', { user: 'far', room: 'club' })).json, { ok: true });
   await waitFor(async () => (await n2.api('GET', '/api/room?room=club')).json.sockets === 1, T);
+  // the room across the nodes: asked on node 1 (its API port), the socket is node 2's
+  const n1b = await connected(client(n1.url, { auth: { token: mint({ sub: 'near' }) } }));
+  await api('POST', '/api/join', { sid: n1b.id, room: 'club' });
+  await waitFor(async () => (await api('GET', '/api/room?room=club')).json.sockets === 2, T);
+  const r = (await api('GET', '/api/room?room=club')).json;
+  assert.deepEqual({ ...r, users: r.users.sort() }, { sockets: 2, users: ['far', 'near'], nodes: 2 });
   await api('POST', '/api/publish', { rooms: ['club'], event: 'e', data: 2 });
   await waitFor(() => got.length === 2, T);
   const gone = new Promise((r) => s.once('disconnect', r));
