@@ -74,6 +74,8 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 
 bench:
 	./bench/run.sh
+	./bench/standalone.sh
+	taskset -c 1 node bench/delivery.mjs
 
 # The app-handler hosts go to <prefix>/share/realtimed/host, where the
 # installed binary looks for them (next to bin/).

@@ -216,7 +216,7 @@ test('the API: publish with except, join, leave, disconnect by user and by sid, 
   assert.equal(a1.connected, true);
 });
 
-test('the API refuses: no key, a wrong key, bad JSON, bad fields, unknown path, wrong method, 10 MB', async () => {
+test('the API refuses: no key, a wrong key, bad JSON, bad fields, unknown path, wrong method, 10 MB; a slow body', async () => {
   const { api, url, rt } = await server();
   assert.deepEqual(await api('POST', '/api/publish', { event: 'e' }, { key: null }), { status: 401, json: { error: 'unauthorized' } });
   assert.equal((await api('POST', '/api/publish', { event: 'e' }, { key: 'nope' })).status, 401);
@@ -246,6 +246,23 @@ test('the API refuses: no key, a wrong key, bad JSON, bad fields, unknown path, 
   const big = await api('POST', '/api/publish', undefined, { raw: JSON.stringify({ event: 'e', data: 'x'.repeat(10 << 20) }) })
     .catch((e) => ({ status: 'reset', e }));
   assert.ok(big.status === 413 || big.status === 'reset', `10 MB: ${big.status}`);
+  // a slow body (headers, then the body trickling in): other calls go on meanwhile; it is
+  // answered once complete (a request has 10 s from its first byte, head and body)
+  const net = await import('node:net');
+  const port = Number(new URL(url).port);
+  const body = JSON.stringify({ event: 'e', data: 'slowly' });
+  const slow = net.connect(port, '127.0.0.1');
+  let answer = '';
+  slow.on('data', (d) => { answer += d; });
+  await new Promise((r) => slow.once('connect', r));
+  slow.write(`POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: new-key-2\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await api('POST', '/api/publish', { event: 'e' })).status, 200, 'not blocked by the slow one');
+    await sleep(200);
+  }
+  slow.write(body.slice(5));
+  await waitFor(() => answer.includes('{"ok":true}'), T);
+  slow.destroy();
   // a socket is still served
   await connected(client(url, { auth: { token: mint({ sub: 'z' }) } }));
   assert.equal(rt.isRunning(), true);
