@@ -557,7 +557,16 @@ every delivery). Per phase:
 and the auth stub: work of other tenants of the machine, plus softirq time the kernel accounts
 separately. A phase with several seconds there was disturbed.
 """
-    with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
+    # sections written by other benchmarks (bench/standalone.sh, ...) stay
+    perf = os.path.join(ROOT, "docs", "performance.md")
+    marker = "\n## The standalone mode"
+    try:
+        old = open(perf).read()
+        if marker in old:
+            text = text.rstrip("\n") + "\n" + old[old.index(marker):]
+    except OSError:
+        pass
+    with open(perf, "w") as f:
         f.write(text)
 
 
