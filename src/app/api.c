@@ -229,18 +229,25 @@ typedef struct {
     size_t n;
     rt_buf_t users;
     rt_map_t seen;
-    rt_buf_t store; /* the users' names, for the map's keys */
+    rt_buf_t info;  /* "user":info pairs, for users whose first socket has one */
 } room_arg_t;
 
 static void room_member(sio_socket_t *s, void *arg)
 {
     room_arg_t *a = arg;
     a->n++;
-    const char *u = a->api->user_of ? a->api->user_of(s, a->api->ud) : NULL;
+    const char *info = NULL;
+    const char *u = a->api->user_of ? a->api->user_of(s, &info, a->api->ud) : NULL;
     if (!u || rt_map_get(&a->seen, rt_slice_cstr(u))) return;
     rt_map_put(&a->seen, rt_slice_cstr(u), (void *)u); /* the socket's data holds the name while we run */
     if (a->users.len > 1) rt_buf_putc(&a->users, ',');
     rt_buf_append_json_string(&a->users, rt_slice_cstr(u));
+    if (info) {
+        if (a->info.len) rt_buf_putc(&a->info, ',');
+        rt_buf_append_json_string(&a->info, rt_slice_cstr(u));
+        rt_buf_putc(&a->info, ':');
+        rt_buf_append_cstr(&a->info, info);
+    }
 }
 
 /* {"sockets":N,"users":[...]} of a room here, appended to out. */
@@ -253,8 +260,11 @@ static void room_json(app_api_t *api, sio_nsp_t *nsp, rt_slice_t room, rt_buf_t 
     rt_buf_putc(&a.users, ']');
     rt_buf_printf(out, "{\"sockets\":%zu,\"users\":", a.n);
     rt_buf_append(out, a.users.data, a.users.len);
-    rt_buf_putc(out, '}');
+    rt_buf_append_cstr(out, ",\"info\":{");
+    rt_buf_append(out, a.info.data, a.info.len);
+    rt_buf_append_cstr(out, "}}");
     rt_buf_free(&a.users);
+    rt_buf_free(&a.info);
     rt_map_free(&a.seen);
 }
 
@@ -269,6 +279,7 @@ typedef struct {
     long answers;
     size_t sockets;
     rt_buf_t users;  /* JSON strings joined by commas */
+    rt_buf_t info;   /* "user":info pairs joined by commas */
     rt_map_t seen;
     rt_buf_t names;  /* the seen users' bytes (map keys) */
     net_timer_t timer;
@@ -285,6 +296,7 @@ static void query_free(query_t *q)
     for (uint32_t it = 0; rt_map_next(&q->seen, &it, &k, &v);) free(v); /* the keys' strings */
     rt_map_free(&q->seen);
     rt_buf_free(&q->users);
+    rt_buf_free(&q->info);
     free(q->ask);
     free(q);
 }
@@ -295,7 +307,9 @@ static void query_answer(query_t *q)
         rt_buf_t b = {0};
         rt_buf_printf(&b, "{\"sockets\":%zu,\"users\":[", q->sockets);
         rt_buf_append(&b, q->users.data, q->users.len);
-        rt_buf_printf(&b, "],\"nodes\":%ld}", q->answers);
+        rt_buf_append_cstr(&b, "],\"info\":{");
+        rt_buf_append(&b, q->info.data, q->info.len);
+        rt_buf_printf(&b, "},\"nodes\":%ld}", q->answers);
         http_conn_set_abort(q->hc, NULL, NULL);
         http_respond(q->hc, 200, "application/json", b.data, b.len, NULL);
         rt_buf_free(&b);
@@ -409,7 +423,7 @@ static void on_reply(rt_slice_t channel, rt_slice_t payload, void *ud)
     app_api_t *api = ud;
     RT_UNUSED(channel);
     rt_json_type_t t;
-    rt_slice_t id, room, n, users, u;
+    rt_slice_t id, room, n, users, u, info = RT_SLICE_NULL, iv;
     uint64_t qid;
     if (!rt_json_valid(payload, &t) || t != RT_JSON_OBJECT || !rt_json_object_get(payload, "id", &id) ||
         rt_slice_to_u64(id, &qid) < 0 || !rt_json_object_get(payload, "room", &room) ||
@@ -418,6 +432,8 @@ static void on_reply(rt_slice_t channel, rt_slice_t payload, void *ud)
         return;
     query_t *q = query_find(api, qid);
     if (!q) return; /* too late */
+    rt_json_object_get(room, "info", &info);
+    if (info.p && rt_json_peek(info) != RT_JSON_OBJECT) info = RT_SLICE_NULL;
     uint64_t k;
     if (rt_slice_to_u64(n, &k) == 0) q->sockets += (size_t)k;
     rt_json_iter_t it;
@@ -433,6 +449,17 @@ static void on_reply(rt_slice_t channel, rt_slice_t payload, void *ud)
         rt_map_put(&q->seen, rt_slice(key, u.n), key);
         if (q->users.len) rt_buf_putc(&q->users, ',');
         rt_buf_append_slice(&q->users, u);
+        rt_buf_t name = {0};
+        if (info.p && rt_json_string_decode(u, &name) == 0) {
+            rt_buf_putc(&name, 0);
+            if (rt_json_object_get(info, name.data, &iv)) {
+                if (q->info.len) rt_buf_putc(&q->info, ',');
+                rt_buf_append_slice(&q->info, u);
+                rt_buf_putc(&q->info, ':');
+                rt_buf_append_slice(&q->info, rt_json_trim(iv));
+            }
+        }
+        rt_buf_free(&name);
     }
     q->answers++;
     if (q->expect >= 0 && q->answers >= q->expect) query_answer(q);

@@ -155,7 +155,8 @@ void app_man(FILE *out); /* roff, from the same table (docs/realtimed.8) */
 int conformance_start(app_t *app);
 /* ---- the HTTP API of the standalone mode (api.c) ---- */
 typedef struct app_api app_api_t;
-typedef const char *(*api_user_fn)(sio_socket_t *s, void *ud); /* the user a socket is, or NULL */
+/* the user a socket is (or NULL), and its info (raw JSON, or NULL) */
+typedef const char *(*api_user_fn)(sio_socket_t *s, const char **info, void *ud);
 struct broker;
 /* http NULL: not routed yet (app_api_route); broker: calls act on every node through Redis */
 app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,

@@ -54,6 +54,7 @@ typedef struct { /* per admitted socket */
     uint64_t expiry_in; /* ms from the connect to exp + leeway, or 0 */
     sio_socket_t *s;
     char *rooms; /* the token's rooms claim (raw JSON array), or NULL */
+    char *info;  /* the token's (or the webhook's) info (raw JSON), or NULL: GET /api/room */
     ev_socket_t *evq; /* its events on their way to the events webhook */
     char user[];
 } st_sock_t;
@@ -266,7 +267,8 @@ static void expired(net_loop_t *loop, net_timer_t *t)
     if (c && sio_client_session(c)) eio_session_close(sio_client_session(c));
 }
 
-static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, uint64_t expiry_in);
+static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, rt_slice_t info,
+                  uint64_t expiry_in);
 
 static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
 {
@@ -298,7 +300,7 @@ static void on_connect_request(sio_socket_t *s, rt_slice_t auth, void *ud)
         return;
     }
     int64_t left = cl.has_exp ? (cl.exp + st->jo.leeway - (int64_t)time(NULL)) * 1000 : 0;
-    admit(st, s, cl.sub, cl.rooms, cl.has_exp ? (left > 0 ? (uint64_t)left : 1) : 0);
+    admit(st, s, cl.sub, cl.rooms, cl.info, cl.has_exp ? (left > 0 ? (uint64_t)left : 1) : 0);
     jwt_claims_free(&cl);
 }
 
@@ -343,7 +345,9 @@ static void ask_done(const fetch_result_t *r, void *ud)
             st->refused++;
             sio_socket_reject(s, why, RT_SLICE_NULL);
         } else {
-            admit(st, s, user, rooms.p && rooms.n ? rooms : RT_SLICE_NULL, 0);
+            rt_slice_t info = RT_SLICE_NULL;
+            rt_json_object_get(r->body, "info", &info);
+            admit(st, s, user, rooms.p && rooms.n ? rooms : RT_SLICE_NULL, info, 0);
         }
     }
     rt_buf_free(&msg);
@@ -376,7 +380,10 @@ static void webhook_request(sio_socket_t *s, rt_slice_t auth, void *ud)
 
 /* Admits s as the user (a JSON string token) with these rooms (a JSON
  * array, or empty); the connection closes expiry_in ms after the connect (0: never). */
-static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, uint64_t expiry_in)
+#define ST_MAX_INFO 16384
+
+static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_slice_t rooms, rt_slice_t info,
+                  uint64_t expiry_in)
 {
     rt_buf_t user = {0};
     rt_json_string_decode(user_tok, &user);
@@ -384,6 +391,9 @@ static void admit(standalone_t *st, sio_socket_t *s, rt_slice_t user_tok, rt_sli
     if (user.len) memcpy(ss->user, user.data, user.len);
     ss->s = s;
     if (rooms.n) ss->rooms = rt_strndup(rooms.p, rooms.n);
+    info = info.p ? rt_json_trim(info) : info;
+    if (info.n > ST_MAX_INFO) rt_warn_rl("standalone", "an info of %zu bytes is not kept (at most %d)", info.n, ST_MAX_INFO);
+    else if (info.n) ss->info = rt_strndup(info.p, info.n);
     net_timer_init(&ss->expiry, expired);
     ss->expiry_in = expiry_in; /* the timer starts once connected */
     sio_socket_set_identity(s, rt_slice(user.data ? user.data : "", user.len));
@@ -442,6 +452,7 @@ static void on_disconnect(sio_socket_t *s, const char *reason, void *ud)
     sio_socket_set_data(s, NULL);
     net_timer_stop(&ss->expiry);
     free(ss->rooms);
+    free(ss->info);
     free(ss);
 }
 
@@ -450,10 +461,11 @@ static void nothing(rt_slice_t channel, rt_slice_t payload, void *ud)
     RT_UNUSED(channel), RT_UNUSED(payload), RT_UNUSED(ud);
 }
 
-static const char *socket_user(sio_socket_t *s, void *ud)
+static const char *socket_user(sio_socket_t *s, const char **info, void *ud)
 {
     RT_UNUSED(ud);
     st_sock_t *ss = sio_socket_data(s);
+    *info = ss ? ss->info : NULL;
     return ss ? ss->user : NULL;
 }
 

@@ -191,7 +191,7 @@ test('the API: publish with except, join, leave, disconnect by user and by sid, 
   const { url, api } = await server();
   const a1 = await connected(client(url, { auth: { token: mint({ sub: 'alice' }) } }));
   const a2 = await connected(client(url, { transports: ['polling'], auth: { token: mint({ sub: 'alice' }) } }));
-  const b = await connected(client(url, { auth: { token: mint({ sub: 'bob', rooms: ['vip'] }) } }));
+  const b = await connected(client(url, { auth: { token: mint({ sub: 'bob', rooms: ['vip'], info: { plan: 'gold' } }) } }));
   const got = { a1: collect(a1, 'x'), a2: collect(a2, 'x'), b: collect(b, 'x') };
   // join alice's sockets to "room1", bob's by sid
   assert.deepEqual((await api('POST', '/api/join', { user: 'alice', room: 'room1' })).json, { ok: true, sockets: 2 });
@@ -199,6 +199,7 @@ test('the API: publish with except, join, leave, disconnect by user and by sid, 
   const room = (await api('GET', '/api/room?namespace=%2F&room=room1')).json;
   assert.equal(room.sockets, 3);
   assert.deepEqual(room.users.sort(), ['alice', 'bob']);
+  assert.deepEqual(room.info, { bob: { plan: 'gold' } }, "the token's info, kept for the room API");
   await api('POST', '/api/publish', { room: 'room1', except: 'vip', event: 'x', data: 'not bob' });
   await api('POST', '/api/publish', { rooms: ['room1', 'vip'], except: [`user:alice`], event: 'x', data: 'bob only' });
   await api('POST', '/api/publish', { event: 'x', data: 'everyone' });
@@ -563,7 +564,7 @@ test('--api-listen: the API on its own port only; with Redis, API calls reach ev
   await api('POST', '/api/join', { sid: n1b.id, room: 'club' });
   await waitFor(async () => (await api('GET', '/api/room?room=club')).json.sockets === 2, T);
   const r = (await api('GET', '/api/room?room=club')).json;
-  assert.deepEqual({ ...r, users: r.users.sort() }, { sockets: 2, users: ['far', 'near'], nodes: 2 });
+  assert.deepEqual({ ...r, users: r.users.sort() }, { sockets: 2, users: ['far', 'near'], info: {}, nodes: 2 });
   await api('POST', '/api/publish', { rooms: ['club'], event: 'e', data: 2 });
   await waitFor(() => got.length === 2, T);
   const gone = new Promise((r) => s.once('disconnect', r));

@@ -52,7 +52,7 @@ def test_token_admits_and_the_api_publishes(server, transports):
         api.publish("news", args=[2, "two"], room="team")
         assert got.get(timeout=T) == (2, "two")
         api.join("extra", user="pat")
-        assert api.room("extra") == {"sockets": 1, "users": ["pat"]}
+        assert api.room("extra") == {"sockets": 1, "users": ["pat"], "info": {}}
         api.publish("news", 3, rooms=["extra"], except_="team")
         api.publish("news", 4)
         assert got.get(timeout=T) == (4,)  # 3 was excepted

@@ -126,5 +126,5 @@ class ApiClient:
         return self._call("POST", "disconnect", {"namespace": namespace, **self._target(user, sid)})
 
     def room(self, room, namespace="/"):
-        """{"sockets": N, "users": [...]} of a room."""
+        """{"sockets": N, "users": [...], "info": {user: info}} of a room (every node's, with Redis)."""
         return self._call("GET", "room", query={"namespace": namespace, "room": room})
