@@ -670,6 +670,18 @@ app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, ap
     return api;
 }
 
+int app_api_reload(app_api_t *api, const char *key_file, char *err, size_t errlen)
+{
+    uint8_t(*keys)[SHA256_DIGEST_LENGTH] = NULL;
+    size_t n = 0;
+    if (app_api_load_keys(key_file, &keys, &n, err, errlen) < 0) return -1;
+    OPENSSL_cleanse(api->keys, api->nkeys * sizeof *api->keys);
+    free(api->keys);
+    api->keys = keys;
+    api->nkeys = n;
+    return 0;
+}
+
 void app_api_route(app_api_t *api, http_server_t *http)
 {
     http_server_route_flags(http, "/api/", HTTP_ROUTE_TOO_LARGE, api_handler, api);

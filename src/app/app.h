@@ -162,6 +162,7 @@ struct broker;
 app_api_t *app_api_new(app_t *app, http_server_t *http, const char *key_file, api_user_fn user_of, void *ud,
                        struct broker *broker, char *err, size_t errlen);
 void app_api_route(app_api_t *api, http_server_t *http);
+int app_api_reload(app_api_t *api, const char *key_file, char *err, size_t errlen); /* SIGHUP */
 void app_api_free(app_api_t *api);
 int app_api_load_keys(const char *path, uint8_t (**out)[32], size_t *n, char *err, size_t errlen);
 /* ---- the events webhook of the standalone modes (events_hook.c) ---- */
@@ -183,6 +184,8 @@ int app_standalone_check(const app_config_t *cfg, char *err, size_t errlen); /* 
 int standalone_start(app_t *app);
 void standalone_stop(app_t *app);    /* before the sio server is freed */
 void standalone_release(app_t *app); /* after */
+void standalone_reconfigure(app_t *app); /* SIGHUP: the key files again, the JWT options */
+struct broker *standalone_broker(const app_t *app); /* its Redis (--redis-queue), or NULL */
 
 /* ---- signals (main.c) ---- */
 #include <signal.h>

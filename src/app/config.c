@@ -92,15 +92,15 @@ static const opt_t opts[] = {
     {"namespaces", NULL, "REALTIMED_NAMESPACES", T_STR, O(namespaces), "/", 0, 0, 0,
      "standalone modes: the namespaces clients may join, comma-separated (others get "
      "CONNECT_ERROR \"Invalid namespace\")"},
-    {"jwt_key", NULL, "REALTIMED_JWT_KEY", T_STR, O(jwt_key), NULL, 0, 0, F_MULTI,
+    {"jwt_key", NULL, "REALTIMED_JWT_KEY", T_STR, O(jwt_key), NULL, 0, 0, F_MULTI | F_LIVE,
      "auth_mode jwt: a key file, repeatable (rotation): an HMAC secret (its bytes, one trailing "
      "newline dropped) or a PEM public key (RSA: RS256/384/512, EC P-256: ES256, Ed25519: EdDSA); "
      "its kid is the file name without extension"},
-    {"jwt_leeway", NULL, NULL, T_INT, O(jwt_leeway), "30", 0, 86400, 0,
+    {"jwt_leeway", NULL, NULL, T_INT, O(jwt_leeway), "30", 0, 86400, F_LIVE,
      "seconds of tolerance on a token's exp and nbf"},
-    {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, 0,
+    {"jwt_audience", NULL, NULL, T_STR, O(jwt_audience), NULL, 0, 0, F_LIVE,
      "a token's aud must be (or contain) this"},
-    {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, 0, "a token's iss must be this"},
+    {"jwt_issuer", NULL, NULL, T_STR, O(jwt_issuer), NULL, 0, 0, F_LIVE, "a token's iss must be this"},
     {"events_webhook", NULL, "REALTIMED_EVENTS_WEBHOOK", T_STR, O(events_webhook), NULL, 0, 0, 0,
      "standalone modes: every client event is POSTed here ({namespace, user, sid, event, args}); a 2xx "
      "{\"ack\": [...]} answers the client's acknowledgement (needs --webhook-secret-file)"},
@@ -112,7 +112,7 @@ static const opt_t opts[] = {
      "when --redis-queue is given"},
     {"api_listen", NULL, "REALTIMED_API_LISTEN", T_STR, O(api_listen), NULL, 0, 0, 0,
      "serve the HTTP API on this [host:]port only (not on the main listener): keep it private"},
-    {"api_key_file", NULL, "REALTIMED_API_KEY_FILE", T_STR, O(api_key_file), NULL, 0, 0, 0,
+    {"api_key_file", NULL, "REALTIMED_API_KEY_FILE", T_STR, O(api_key_file), NULL, 0, 0, F_LIVE,
      "standalone modes: the HTTP API's keys, one per line (all valid: rotation); without it "
      "/api/ answers 404"},
     {"jwt_query", NULL, NULL, T_BOOL, O(jwt_query), "0", 0, 1, 0,

@@ -53,6 +53,7 @@ static void apply_live(app_t *app)
         sio_server_set_limits(app->sio, so.max_pending, so.attachment_timeout);
     }
     if (app->frappe) frappe_app_reconfigure(app);
+    if (app->standalone) standalone_reconfigure(app);
 }
 
 void app_reload(app_t *app)

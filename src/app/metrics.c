@@ -126,6 +126,11 @@ static void readiness(const app_t *app, char *out, size_t n)
         snprintf(out, n, "draining");
         return;
     }
+    if (app->standalone) { /* with --redis-queue: the API and the emitter need it */
+        broker_t *sb = standalone_broker(app);
+        if (sb && !broker_ready(sb)) snprintf(out, n, "redis: link down (the API cannot reach the other nodes)");
+        return;
+    }
     if (app->cfg.conformance || !app->frappe) return;
     broker_t *b = frappe_broker(app->frappe);
     const frappe_stats_t *fs = frappe_stats(app->frappe);

@@ -611,6 +611,41 @@ void standalone_stop(app_t *app)
     if (st->api_http) http_server_drain(st->api_http);
 }
 
+void standalone_reconfigure(app_t *app)
+{
+    standalone_t *st = app->standalone;
+    if (!st) return;
+    const app_config_t *cfg = &app->cfg;
+    char err[512];
+    bool talk = app->worker <= 0; /* the workers would only repeat it */
+    if (st->keys) { /* the files again, even if their names did not change: rotation */
+        jwt_keys_t *ks = load_keys(cfg, err, sizeof err);
+        if (!ks) {
+            if (talk) rt_error("app", "SIGHUP: %s: the JWT keys stay as they were", err);
+        } else {
+            jwt_keys_free(st->keys);
+            st->keys = ks;
+            if (talk) rt_notice("app", "SIGHUP: %zu JWT key%s loaded", jwt_keys_count(ks), jwt_keys_count(ks) == 1 ? "" : "s");
+        }
+    }
+    st->jo.leeway = cfg->jwt_leeway;
+    st->jo.audience = cfg->jwt_audience; /* the strings live in the (new) configuration */
+    st->jo.issuer = cfg->jwt_issuer;
+    if (st->api && cfg->api_key_file) {
+        if (app_api_reload(st->api, cfg->api_key_file, err, sizeof err) < 0) {
+            if (talk) rt_error("app", "SIGHUP: %s: the API keys stay as they were", err);
+        } else if (talk) {
+            rt_notice("app", "SIGHUP: API keys loaded from %s", cfg->api_key_file);
+        }
+    }
+}
+
+struct broker *standalone_broker(const app_t *app)
+{
+    const standalone_t *st = app->standalone;
+    return st ? st->broker : NULL;
+}
+
 void standalone_release(app_t *app)
 {
     standalone_t *st = app->standalone;

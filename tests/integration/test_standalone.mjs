@@ -570,9 +570,11 @@ test('--api-listen: the API on its own port only; with Redis, API calls reach ev
   const gone = new Promise((r) => s.once('disconnect', r));
   await api('POST', '/api/disconnect', { sid: s.id });
   assert.equal(await gone, 'io server disconnect');
-  // Redis away: a clear 503, not a call that silently reaches one node
+  // Redis away: a clear 503, not a call that silently reaches one node; /ready says so
   await redis.stop();
   await waitFor(async () => (await api('POST', '/api/publish', { event: 'e' })).status === 503, T);
+  await waitFor(async () => (await fetch(`${n2.url}/ready`)).status === 503, T);
+  assert.match(await (await fetch(`${n2.url}/ready`)).text(), /redis: link down/);
   assert.deepEqual((await api('POST', '/api/publish', { event: 'e' })).json,
     { error: 'Redis unavailable: the call cannot reach every node' });
 });
@@ -624,4 +626,32 @@ test('recovery across two standalone nodes sharing Redis: missed API publishes, 
   await waitFor(() => got.length >= 5, T);
   await sleep(150);
   assert.deepEqual(got, [1, 2, 3, 4, 5]);
+});
+
+test('SIGHUP reads the key files again: JWT and API key rotation without a restart', async () => {
+  const keyFile = write('rot.key', 'first-secret\n');
+  const apiFile = write('rot.api', 'api-one\n');
+  const port = await freePort();
+  const rt = await startRealtimed(['--auth-mode', 'jwt', '--jwt-key', keyFile, '--api-key-file', apiFile, '--port', String(port)],
+    { cwd: tempDir('realtimed-nobench-') });
+  stops.push(() => rt.stop());
+  const url = `http://127.0.0.1:${port}`;
+  const publish = (key) => fetch(`${url}/api/publish`, { method: 'POST', headers: { 'X-API-Key': key }, body: '{"event":"e"}' })
+    .then((r) => r.status);
+  await connected(client(url, { auth: { token: mint({ sub: 'a' }, { secret: 'first-secret' }) } }));
+  assert.equal(await refusal(client(url, { auth: { token: mint({ sub: 'a' }, { secret: 'second-secret' }) } })), 'invalid token');
+  assert.equal(await publish('api-one'), 200);
+  fs.writeFileSync(keyFile, 'second-secret\n'); // the same name, a new content
+  fs.writeFileSync(apiFile, 'api-two\n');
+  rt.proc.kill('SIGHUP');
+  await rt.waitForLine(/SIGHUP: API keys loaded/);
+  await connected(client(url, { auth: { token: mint({ sub: 'a' }, { secret: 'second-secret' }) } }));
+  assert.equal(await refusal(client(url, { auth: { token: mint({ sub: 'a' }, { secret: 'first-secret' }) } })), 'invalid token');
+  assert.equal(await publish('api-one'), 401);
+  assert.equal(await publish('api-two'), 200);
+  // a broken key file: nothing changes (the configuration is refused as a whole)
+  fs.writeFileSync(keyFile, '\n');
+  rt.proc.kill('SIGHUP');
+  await rt.waitForLine(/SIGHUP: the configuration files are invalid/);
+  await connected(client(url, { auth: { token: mint({ sub: 'a' }, { secret: 'second-secret' }) } }));
 });
