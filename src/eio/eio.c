@@ -69,6 +69,7 @@ struct eio_session {
     bool was_ws;            /* counted in stats.ws_sessions */
     bool was_deflate;       /* counted in stats.deflate_sessions */
     uint8_t proto;          /* Engine.IO protocol: 4, or 3 (allow_eio3) */
+    bool xhr2;              /* v3: binary goes out as XHR2 payloads (no b64 at the handshake) */
     char sid[SID_MAX + 1];
     uint8_t sid_len;
 };
@@ -323,6 +324,25 @@ static void drain_to_get(eio_session_t *s)
     }
     rt_buf_t *b = &s->srv->scratch;
     b->len = 0;
+    bool octets = false; /* v3 with binary to send to an XHR2 client: the binary payload form */
+    for (p = s->q_head; p && s->xhr2 && !octets; p = p->next) octets = !p->dead && p->binary;
+    if (octets) {
+        for (p = s->q_head; p; p = p->next) {
+            if (p->dead) continue;
+            /* 0 text | 1 binary, the byte count one decimal digit per byte, 0xFF, the bytes */
+            char digits[24];
+            int nd = snprintf(digits, sizeof digits, "%zu", (size_t)p->len + (p->binary ? 1 : 0));
+            rt_buf_putc(b, p->binary ? 1 : 0);
+            for (int i = 0; i < nd; i++) rt_buf_putc(b, (char)(digits[i] - '0'));
+            rt_buf_putc(b, (char)0xff);
+            if (p->binary) rt_buf_putc(b, 4); /* the message type */
+            rt_buf_append(b, p->chunk->data + p->off, p->len);
+        }
+        q_clear(s);
+        http_respond(hc, 200, "application/octet-stream", b->data, b->len, GET_HEADERS);
+        if (b->cap > 1 << 20) rt_buf_free(b);
+        return;
+    }
     for (p = s->q_head; p; p = p->next) {
         if (p->dead) continue;
         if (s->proto == 3) { /* "<len>:<packet>", binary as "b4<base64>" */
@@ -839,6 +859,8 @@ static void eio_http(http_conn_t *hc, const http_request_t *req, rt_slice_t body
             return;
         }
         eio_session_t *s = session_new(srv, proto);
+        rt_slice_t b64; /* v3: the handshake says whether binary payloads go out as XHR2 octets, as the reference */
+        s->xhr2 = proto == 3 && !http_query_get(req->query, "b64", &b64);
         srv->stats.handshakes[is_ws]++;
         rt_buf_t b = {0};
         build_handshake(srv, &b, s->sid, is_ws, proto);
